@@ -1,0 +1,35 @@
+# Offline HTR toolkit.  `make pipeline` and `make test` set themselves up first.
+SHELL := /bin/bash
+VENV := .venv
+HTR := $(VENV)/bin/htr
+PY := $(VENV)/bin/python
+WORK ?= work
+JOBS ?= 2
+COPISTE ?= ../shared/data/copiste
+
+.PHONY: setup test test-slow pipeline data copiste-data clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+setup:  ## virtual env, packages, KenLM lmplz/build_binary, fonts, text (idempotent)
+	@bash scripts/setup.sh
+
+test: setup  ## the default test suite (fast tests; what CI runs)
+	$(VENV)/bin/pytest -q
+
+test-slow: setup  ## the slow tests too
+	$(VENV)/bin/pytest -q -m ""
+
+data: setup  ## render the embedded synthetic data set into $(WORK)/synthetic
+	$(HTR) prepare synthetic --out $(WORK)/synthetic --jobs $(JOBS)
+
+copiste-data: setup  ## line manifests of the shared Copiste train/dev pages
+	$(HTR) prepare alto:$(COPISTE)/train --out $(WORK)/copiste/train --jobs $(JOBS) --split train --writer-pattern '^((?:imp_)?wikitexte_[0-9]+)'
+	$(HTR) prepare alto:$(COPISTE)/dev --out $(WORK)/copiste/dev --jobs $(JOBS) --split dev --writer-pattern '^((?:imp_)?wikitexte_[0-9]+)'
+
+pipeline: setup data  ## the whole job on the embedded data set
+	@echo "pipeline: data set ready in $(WORK)/synthetic (later stages are added as they land)"
+
+clean:  ## remove generated data (keeps the virtual env and tools)
+	rm -rf $(WORK)

@@ -1,0 +1,115 @@
+"""What readers produce, and helpers they share (XML parsing, finding page images)."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Union
+
+from lxml import etree
+
+from data_prep import skips
+from data_prep.geometry import Polygon
+from data_prep.skips import SkipLog
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+@dataclass
+class LineSpec:
+    """A text line on a page, in page pixel coordinates."""
+
+    id: str
+    text: str
+    polygon: Polygon
+    baseline: Polygon = field(default_factory=list)
+
+
+@dataclass
+class PageSpec:
+    """A page image and its lines; ``source`` is the file they were read from."""
+
+    source: Path
+    image: Path | None  # None when no image file could be found
+    lines: list[LineSpec]
+    writer: str | None = None
+
+
+@dataclass
+class LineImageSpec:
+    """An already cropped line image with its transcription."""
+
+    source: Path
+    id: str
+    image: Path
+    text: str
+    writer: str | None = None
+
+
+Spec = Union[PageSpec, LineImageSpec]
+Reader = Callable[[Path, SkipLog], Iterator[Spec]]
+
+
+def clean_text(text: str | None) -> str:
+    """NFC, whitespace runs collapsed to one space, stripped."""
+    if not text:
+        return ""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
+
+
+def safe_id(text: str) -> str:
+    """A string usable as a file name and manifest id."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "line"
+
+
+def local_name(element: etree._Element) -> str:
+    return etree.QName(element).localname if isinstance(element.tag, str) else ""
+
+
+def parse_xml(path: Path, log: SkipLog) -> etree._Element | None:
+    """Parse an XML file; a missing or broken file is a counted skip, not an exception."""
+    try:
+        return etree.parse(str(path), etree.XMLParser(huge_tree=True)).getroot()
+    except OSError as error:
+        log.skip_file(path, skips.MISSING_FILE if not path.exists() else skips.BAD_XML, str(error))
+    except etree.XMLSyntaxError as error:
+        log.skip_file(path, skips.BAD_XML, f"{error}; fix or remove the file")
+    return None
+
+
+def xml_files(path: Path) -> list[Path]:
+    """The XML files named by ``path``: the file itself, or every *.xml below a folder."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    return sorted(p for p in path.rglob("*.xml") if p.is_file())
+
+
+def find_page_image(xml_path: Path, declared: str | None) -> Path | None:
+    """Locate a page image: the declared name (relative to the XML, then its base
+    name beside the XML), then the XML's own stem with any image suffix."""
+    folder = xml_path.parent
+    candidates: list[Path] = []
+    if declared:
+        declared = declared.strip().replace("\\", "/")
+        if declared.startswith("file://"):
+            declared = declared[len("file://"):]
+        candidates += [folder / declared, folder / Path(declared).name, Path(declared)]
+    candidates += [xml_path.with_suffix(suffix) for suffix in IMAGE_SUFFIXES]
+    candidates += [xml_path.with_suffix(suffix.upper()) for suffix in IMAGE_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def unique_ids(specs: Iterable[LineSpec]) -> None:
+    """Make line ids unique within a page by suffixing repeats."""
+    seen: dict[str, int] = {}
+    for spec in specs:
+        count = seen.get(spec.id, 0)
+        seen[spec.id] = count + 1
+        if count:
+            spec.id = f"{spec.id}_{count}"

@@ -1,0 +1,90 @@
+"""The canonical line manifest: one JSON object per text line (JSONL).
+
+Every data source is turned into this form by ``htr prepare``; every later stage
+(training, recognition, evaluation) reads only this form.  Image paths are stored
+relative to the manifest's folder so a prepared data set can be moved as a whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+Point = tuple[float, float]
+
+
+@dataclass
+class LineRecord:
+    """One text line: its cropped image, transcription and where it came from."""
+
+    id: str
+    image: str  # path of the grayscale line crop, relative to the manifest folder
+    text: str
+    page: str = ""  # page image the line was cropped from ("" for line-image sources)
+    polygon: list[list[float]] = field(default_factory=list)  # page coordinates
+    baseline: list[list[float]] = field(default_factory=list)  # page coordinates
+    writer: str | None = None
+    split: str | None = None
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LineRecord":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename: readers never
+    see a half-written file, and a killed run leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_manifest(path: Path, records: Iterable[LineRecord]) -> int:
+    """Write records as JSONL atomically; returns the number written."""
+    lines = [record.to_json() for record in records]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_manifest(path: Path) -> list[LineRecord]:
+    """Read a manifest; raises ``ValueError`` naming the file and line on bad JSON."""
+    return list(iter_manifest(path))
+
+
+def iter_manifest(path: Path) -> Iterator[LineRecord]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found (create one with 'htr prepare')")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield LineRecord.from_dict(json.loads(line))
+            except (json.JSONDecodeError, TypeError) as error:
+                raise ValueError(f"{path}:{number}: not a manifest record ({error})") from error
+
+
+def resolve_image(manifest_path: Path, record: LineRecord) -> Path:
+    """Absolute path of a record's line image."""
+    image = Path(record.image)
+    return image if image.is_absolute() else Path(manifest_path).parent / image

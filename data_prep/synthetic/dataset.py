@@ -1,0 +1,122 @@
+"""``htr prepare synthetic``: the embedded default data set.
+
+Writes, under the output folder::
+
+    text/{train,dev,test}.txt      sentences of each split (train.txt is the LM corpus)
+    {split}/pages/NAME.jpg + .xml  rendered pages and their ALTO v4 ground truth
+    {split}/manifest.jsonl, lines/ line crops, read back from the ALTO like any real data
+    manifest.jsonl                 all splits together (records carry "split")
+    synthetic-config.json          the settings; pages are re-rendered when they change
+
+Every page has its own random generator seeded by (seed, split, page number), so
+pages are identical across runs and across ``--jobs`` settings, and a killed run
+resumes by rendering only the pages that are missing.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from data_prep.alto_writer import alto_document
+from data_prep.prepare import PrepareOptions, prepare_source
+from data_prep.records import LineRecord, atomic_write_bytes, atomic_write_text, read_manifest, write_manifest
+from data_prep.synthetic.config import SyntheticConfig
+from data_prep.synthetic.fonts import find_fonts
+from data_prep.synthetic.page import compose_page, lines_per_page, random_layout, wrap_words
+from data_prep.synthetic.text import ALPHABET, read_entries, sentences, split_sentences
+
+SPLITS = ("train", "dev", "test")
+
+
+def page_name(split: str, number: int) -> str:
+    return f"{split}-{number:04d}"
+
+
+def render_page(config: SyntheticConfig, split: str, number: int, split_sentences_: list[str],
+                fonts: list[Path], pages_dir: Path) -> None:
+    """Render one page and its ALTO file (atomically: both appear, or neither)."""
+    rng = np.random.default_rng([config.seed, SPLITS.index(split), number])
+    font = fonts[int(rng.integers(len(fonts)))]
+    size = int(rng.integers(config.font_size_min, config.font_size_max + 1))
+    layout = random_layout(rng, config.page_width, config.page_height, font, size, config.max_skew_degrees)
+    wanted = int(rng.integers(max(1, lines_per_page(layout) // 2), lines_per_page(layout) + 1))
+    words: list[str] = []
+    start = int(rng.integers(len(split_sentences_)))
+    while True:
+        words += split_sentences_[start % len(split_sentences_)].split()
+        start += 1
+        texts = wrap_words(words, layout, rng)
+        if len(texts) > wanted:
+            texts = texts[:wanted]
+            break
+    name = page_name(split, number)
+    page, lines = compose_page(texts, layout, rng, id_prefix=name)
+    buffer = io.BytesIO()
+    Image.fromarray(page, mode="L").save(buffer, format="JPEG", quality=88)
+    atomic_write_bytes(pages_dir / f"{name}.jpg", buffer.getvalue())
+    atomic_write_bytes(pages_dir / f"{name}.xml", alto_document(f"{name}.jpg", layout.width, layout.height, lines))
+
+
+def _render_task(task: tuple) -> None:
+    render_page(*task)
+
+
+def _config_changed(config: SyntheticConfig, out: Path) -> bool:
+    path = out / "synthetic-config.json"
+    return not path.is_file() or json.loads(path.read_text()) != config.to_dict()
+
+
+def build_synthetic(config: SyntheticConfig, options: PrepareOptions) -> dict[str, dict]:
+    """Render (or resume rendering) the pages, then prepare the line manifests."""
+    out = options.out
+    text_by_split = split_sentences(sentences(read_entries(config.text_dir)), config.dev_fraction, config.test_fraction)
+    fonts = find_fonts(config.fonts_dir, ALPHABET)
+    for split in SPLITS:
+        atomic_write_text(out / "text" / f"{split}.txt", "\n".join(text_by_split[split]) + "\n")
+    if _config_changed(config, out):
+        for stale in out.glob("*/pages/*.xml"):
+            stale.unlink()
+    counts = {"train": config.train_pages, "dev": config.dev_pages, "test": config.test_pages}
+    tasks = [(config, split, n, text_by_split[split], fonts, out / split / "pages")
+             for split in SPLITS for n in range(counts[split])
+             if not (out / split / "pages" / f"{page_name(split, n)}.xml").is_file()]
+    progress = tqdm(total=len(tasks), unit="page", desc="render", disable=not options.show_progress, file=sys.stderr)
+    if options.jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=options.jobs) as pool:
+            for _ in pool.map(_render_task, tasks):
+                progress.update(1)
+    else:
+        for task in tasks:
+            _render_task(task)
+            progress.update(1)
+    progress.close()
+    config.save(out / "synthetic-config.json")
+
+    summaries: dict[str, dict] = {}
+    combined: list[LineRecord] = []
+    for split in SPLITS:
+        split_out = out / split
+        _remove_extra_pages(split_out / "pages", counts[split], split)
+        result = prepare_source("alto", split_out / "pages", replace(options, out=split_out, split=split))
+        summaries[split] = result.summary()
+        for record in read_manifest(split_out / "manifest.jsonl"):
+            record.image = f"{split}/{record.image}"
+            combined.append(record)
+    write_manifest(out / "manifest.jsonl", combined)
+    return summaries
+
+
+def _remove_extra_pages(pages_dir: Path, count: int, split: str) -> None:
+    """Pages beyond the configured count (left by a larger earlier run) are removed."""
+    keep = {page_name(split, n) for n in range(count)}
+    for path in pages_dir.glob("*"):
+        if path.stem not in keep:
+            path.unlink()

@@ -1,0 +1,34 @@
+"""``htr``: one command, a subcommand per stage.  Each stage module has its own ``main``."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module with main(argv), one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("data_prep.prepare", "data source (ALTO, PAGE, IAM, Rimes, folder, synthetic) -> line manifest"),
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    rows = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    return ("usage: htr COMMAND [options]\n\nOffline handwritten text recognition toolkit.\n\n"
+            f"commands:\n{rows}\n\nRun 'htr COMMAND --help' for the options of a command.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"htr: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
