@@ -25,7 +25,7 @@ from tqdm import tqdm
 from data_prep import skips
 from data_prep.geometry import GeometryError, box_polygon, crop_polygon, page_background
 from data_prep.readers import READERS, LineImageSpec, PageSpec
-from data_prep.readers.base import Spec
+from data_prep.readers.base import Spec, unique_ids
 from data_prep.records import LineRecord, atomic_write_bytes, atomic_write_text, write_manifest
 from data_prep.skips import SkipLog
 
@@ -55,9 +55,14 @@ def load_grayscale(path: Path) -> np.ndarray:
     """Read an image as an 8-bit grayscale array; raises GeometryError-like ValueErrors."""
     if not path.is_file():
         raise FileNotFoundError(path)
+    if path.stat().st_size == 0:
+        raise ValueError("file is empty (0 bytes)")
     with Image.open(path) as image:
         image.load()
-        array = np.asarray(image.convert("L"))
+        if image.mode.startswith("I;16"):  # 16-bit scans: convert("L") would clip, not scale
+            array = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        else:
+            array = np.asarray(image.convert("L"))
     if array.size == 0:
         raise ValueError("image has no pixels")
     return array
@@ -149,6 +154,8 @@ def prepare_specs(specs: Iterable[Spec], options: PrepareOptions, log: SkipLog) 
     """Crop/copy every spec into ``options.out``; the manifest is written by the caller."""
     result = PrepareResult(skips=log)
     specs = list(specs)  # readers are fast; listing gives the progress bar its total
+    # ids are unique per page; pages of different folders may share a name (Transkribus: doc/0001.xml)
+    unique_ids(item for spec in specs for item in (spec.lines if isinstance(spec, PageSpec) else [spec]))
     items = [(spec, options) for spec in specs]
     result.pages = sum(isinstance(spec, PageSpec) for spec in specs)
     unit = "page" if result.pages else "line"
@@ -251,4 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_summary(result.summary()))
     print(f"wrote {args.out / 'manifest.jsonl'} ({len(result.records)} lines) and {args.out / 'summary.json'}")
-    return 0 if result.records or not result.summary()["lines_skipped"] else 1
+    if not result.records:
+        print(f"htr prepare: no line could be loaded from {path}; see the messages above", file=sys.stderr)
+        return 1
+    return 0

@@ -20,7 +20,7 @@ def read_folder(path: Path, log: SkipLog) -> Iterator[LineImageSpec]:
         if not text_file.is_file():
             log.skip_line(image, skips.MISSING_TEXT_FILE, f"expected {text_file.name} beside it")
             continue
-        text = clean_text(text_file.read_text(encoding="utf-8", errors="replace"))
+        text = clean_text(text_file.read_text(encoding="utf-8-sig", errors="replace"))  # -sig: Notepad BOM
         line_id = safe_id(str(image.relative_to(path).with_suffix("")))
         yield LineImageSpec(source=text_file, id=line_id, image=image, text=text)
     texts_without_image = [t for t in sorted(path.rglob("*.gt.txt"))

@@ -82,7 +82,11 @@ def _forms(root: Path, xml_dir: Path, log: SkipLog) -> Iterator[PageSpec]:
             continue
         specs = []
         for line in form.iter("line"):
-            boxes = [[float(c.get(k)) for k in ("x", "y", "width", "height")] for c in line.iter("cmp")]
+            try:
+                boxes = [[float(c.get(k)) for k in ("x", "y", "width", "height")] for c in line.iter("cmp")]
+            except (TypeError, ValueError) as error:
+                log.skip_line(f"{xml_path} line {line.get('id')}", skips.BAD_GEOMETRY, f"<cmp> box: {error}")
+                continue
             if not boxes:
                 log.skip_line(f"{xml_path} line {line.get('id')}", skips.ZERO_AREA, "no word components")
                 continue

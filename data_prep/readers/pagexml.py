@@ -32,9 +32,17 @@ def read_pagexml(path: Path, log: SkipLog) -> Iterator[PageSpec]:
         yield PageSpec(source=xml_path, image=image, lines=_lines(xml_path, page, log))
 
 
+def _index(value: str | None, default: int) -> float:
+    """A ReadingOrder index; a malformed one keeps the document position."""
+    try:
+        return float(value) if value is not None else default
+    except ValueError:
+        return default
+
+
 def _ordered_regions(page: etree._Element) -> list[etree._Element]:
     regions = [r for r in page.iter("{*}TextRegion") if local_name(r.getparent()) != "TextRegion"]
-    order = {ref.get("regionRef"): int(ref.get("index", i))
+    order = {ref.get("regionRef"): _index(ref.get("index"), i)
              for i, ref in enumerate(page.iterfind("{*}ReadingOrder//{*}RegionRefIndexed"))}
     if not order:
         order = {ref.get("regionRef"): i for i, ref in enumerate(page.iterfind("{*}ReadingOrder//{*}RegionRef"))}

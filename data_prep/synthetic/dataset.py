@@ -14,6 +14,7 @@ resumes by rendering only the pages that are missing.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
@@ -58,7 +59,7 @@ def render_page(config: SyntheticConfig, split: str, number: int, split_sentence
             texts = texts[:wanted]
             break
     name = page_name(split, number)
-    page, lines = compose_page(texts, layout, rng, id_prefix=name)
+    page, lines = compose_page(texts, layout, rng)
     buffer = io.BytesIO()
     Image.fromarray(page, mode="L").save(buffer, format="JPEG", quality=88)
     atomic_write_bytes(pages_dir / f"{name}.jpg", buffer.getvalue())
@@ -69,9 +70,18 @@ def _render_task(task: tuple) -> None:
     render_page(*task)
 
 
-def _config_changed(config: SyntheticConfig, out: Path) -> bool:
+def _fingerprint(config: SyntheticConfig, text_by_split: dict[str, list[str]], fonts: list[Path]) -> dict:
+    """The settings plus a hash of the sentences and font names: pages depend on all three."""
+    digest = hashlib.sha1()
+    for split in SPLITS:
+        digest.update("\n".join(text_by_split[split]).encode("utf-8"))
+    digest.update("\n".join(font.name for font in fonts).encode("utf-8"))
+    return {**config.to_dict(), "inputs_sha1": digest.hexdigest()}
+
+
+def _fingerprint_changed(fingerprint: dict, out: Path) -> bool:
     path = out / "synthetic-config.json"
-    return not path.is_file() or json.loads(path.read_text()) != config.to_dict()
+    return not path.is_file() or json.loads(path.read_text()) != fingerprint
 
 
 def build_synthetic(config: SyntheticConfig, options: PrepareOptions) -> dict[str, dict]:
@@ -81,7 +91,8 @@ def build_synthetic(config: SyntheticConfig, options: PrepareOptions) -> dict[st
     fonts = find_fonts(config.fonts_dir, ALPHABET)
     for split in SPLITS:
         atomic_write_text(out / "text" / f"{split}.txt", "\n".join(text_by_split[split]) + "\n")
-    if _config_changed(config, out):
+    fingerprint = _fingerprint(config, text_by_split, fonts)
+    if _fingerprint_changed(fingerprint, out):
         for stale in out.glob("*/pages/*.xml"):
             stale.unlink()
     counts = {"train": config.train_pages, "dev": config.dev_pages, "test": config.test_pages}
@@ -98,7 +109,7 @@ def build_synthetic(config: SyntheticConfig, options: PrepareOptions) -> dict[st
             _render_task(task)
             progress.update(1)
     progress.close()
-    config.save(out / "synthetic-config.json")
+    atomic_write_text(out / "synthetic-config.json", json.dumps(fingerprint, indent=2) + "\n")
 
     summaries: dict[str, dict] = {}
     combined: list[LineRecord] = []

@@ -64,8 +64,8 @@ def lines_per_page(layout: PageLayout) -> int:
     return max(1, int(usable // layout.line_spacing) + 1)
 
 
-def compose_page(texts: list[str], layout: PageLayout, rng: np.random.Generator,
-                 id_prefix: str) -> tuple[np.ndarray, list[AltoLine]]:
+def compose_page(texts: list[str], layout: PageLayout,
+                 rng: np.random.Generator) -> tuple[np.ndarray, list[AltoLine]]:
     """Render ``texts`` (one per line) onto a page; returns the grayscale page and its lines."""
     paper = float(rng.uniform(205, 245))
     ink_level = float(rng.uniform(15, 80))
@@ -86,7 +86,7 @@ def compose_page(texts: list[str], layout: PageLayout, rng: np.random.Generator,
         if not placed:
             break
         shift = lambda points: [[x + round(x0), y + round(y0)] for x, y in points]  # noqa: E731
-        lines.append(AltoLine(id=f"{id_prefix}_l{number:02d}", polygon=shift(polygon),
+        lines.append(AltoLine(id=f"l{number:02d}", polygon=shift(polygon),
                               baseline=shift(baseline), text=text))
         baseline_y += layout.line_spacing * rng.uniform(0.95, 1.05)
     darkness = rotate(darkness, layout.skew_degrees, order=1, preserve_range=True, mode="constant", cval=0)

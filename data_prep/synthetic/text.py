@@ -47,6 +47,13 @@ def is_usable(sentence: str) -> bool:
     return letters >= 0.7 * len(sentence.replace(" ", "")) and upper <= 0.3 * letters
 
 
+def sentence_key(sentence: str) -> str:
+    """Two sentences are the same when they differ only in case, surrounding quotes and
+    brackets or a trailing ' -- Author': else '"Go home."' and 'Go home.' could land in
+    different splits, and a test sentence would be in the training text."""
+    return re.sub(r"\s--\s.*$", "", sentence.lower()).strip(" \"'()")
+
+
 def sentences(entries: list[str]) -> list[str]:
     """Unique usable sentences, in first-seen order."""
     seen: set[str] = set()
@@ -54,8 +61,8 @@ def sentences(entries: list[str]) -> list[str]:
     for entry in entries:
         for sentence in _SENTENCE_END.split(normalise(entry)):
             sentence = normalise(sentence)
-            if is_usable(sentence) and sentence.lower() not in seen:
-                seen.add(sentence.lower())
+            if is_usable(sentence) and sentence_key(sentence) not in seen:
+                seen.add(sentence_key(sentence))
                 result.append(sentence)
     return result
 

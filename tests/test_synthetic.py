@@ -1,0 +1,191 @@
+"""``htr prepare synthetic``: the embedded default data set, rendered at a tiny size.
+
+Uses the handwriting fonts and the fortune text that ``make setup`` installs under
+tools/; the tests skip when they are absent.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_prep.readers import read_alto
+from data_prep.records import read_manifest
+from data_prep.skips import SkipLog
+from data_prep.synthetic.config import SyntheticConfig
+from data_prep.synthetic.text import read_entries, sentences, split_sentences
+
+DEFAULTS = SyntheticConfig()
+needs_assets = pytest.mark.skipif(
+    not DEFAULTS.fonts_dir.is_dir() or not DEFAULTS.text_dir.is_dir(),
+    reason=f"synthetic fonts/text not installed ({DEFAULTS.fonts_dir}, {DEFAULTS.text_dir}); run 'make setup'")
+
+SPLITS = ("train", "dev", "test")
+TINY = ("--train-pages", "2", "--dev-pages", "1", "--test-pages", "1", "--page-width", "600", "--page-height", "400")
+
+
+def _render(run_prepare, out: Path, *flags: str):
+    run = run_prepare("synthetic", out, *TINY, *flags)
+    assert run.rc == 0, run.stderr
+    return run
+
+
+def _page_files(out: Path) -> list[Path]:
+    return sorted(out.glob("*/pages/*"))
+
+
+def _geometry(out: Path) -> list[tuple]:
+    """What must not change between identical runs: ids, texts, polygons, baselines."""
+    return [(r.id, r.image, r.text, r.polygon, r.baseline, r.split) for r in read_manifest(out / "manifest.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    """One tiny synthetic data set shared by the read-only tests of this module."""
+    from data_prep.prepare import main
+    out = tmp_path_factory.mktemp("synthetic")
+    assert main(["synthetic", "--out", str(out), "--no-progress", *TINY]) == 0
+    return out
+
+
+@needs_assets
+def test_pages_alto_and_line_crops_are_written(rendered):
+    for split, pages in (("train", 2), ("dev", 1), ("test", 1)):
+        names = sorted(p.name for p in (rendered / split / "pages").iterdir())
+        assert names == sorted([f"{split}-{n:04d}.jpg" for n in range(pages)] + [f"{split}-{n:04d}.xml" for n in range(pages)])
+        summary = json.loads((rendered / split / "summary.json").read_text())
+        assert summary["pages"] == pages and summary["lines_skipped"] == 0 and summary["files_skipped"] == 0
+        records = read_manifest(rendered / split / "manifest.jsonl")
+        assert len(records) == summary["lines_loaded"] >= pages  # several lines per page
+        for record in records:
+            assert record.split == split and record.text.strip() and len(record.polygon) >= 3 and record.baseline
+            with Image.open(rendered / split / record.image) as image:
+                crop = np.asarray(image)
+            assert image.mode == "L" and crop.shape[0] >= 10 and crop.shape[1] > crop.shape[0]
+            assert crop.min() < 128 < crop.max()  # ink on paper
+    combined = read_manifest(rendered / "manifest.jsonl")
+    assert len(combined) == sum(len(read_manifest(rendered / s / "manifest.jsonl")) for s in SPLITS)
+    assert all((rendered / record.image).is_file() for record in combined)  # paths relative to the top folder
+    with Image.open(rendered / "train" / "pages" / "train-0000.jpg") as page:
+        assert page.size == (600, 400)
+
+
+@needs_assets
+def test_alto_read_back_gives_the_manifest_lines(rendered):
+    log = SkipLog(stream=None)
+    for split in SPLITS:
+        pages = list(read_alto(rendered / split / "pages", log))
+        lines = [(line.id, line.text, line.polygon) for page in pages for line in page.lines]
+        records = [(r.id, r.text, r.polygon) for r in read_manifest(rendered / split / "manifest.jsonl")]
+        assert lines == records
+        assert all(page.image is not None and page.image.suffix == ".jpg" for page in pages)
+    assert log.messages == []
+
+
+def _whole_sentence_in(sentence: str, corpus: str) -> bool:
+    """Does ``sentence`` occur in ``corpus`` (one sentence a line, lower case) as a whole
+    line, give or take case, surrounding quotes or brackets and a trailing '-- Author'?"""
+    needle = sentence.lower().strip(QUOTES + " ")
+    start = corpus.find(needle)
+    while start >= 0:
+        line_start = corpus.rfind("\n", 0, start) + 1
+        line_end = corpus.find("\n", start)
+        before, after = corpus[line_start:start], corpus[start + len(needle):line_end]
+        if not before.strip(QUOTES + " ") and re.fullmatch(r"[\"')\s]*(\s--\s.*)?", after):
+            return True
+        start = corpus.find(needle, start + 1)
+    return False
+
+
+QUOTES = "\"'()"
+
+
+def test_quoted_and_attributed_copies_of_a_sentence_are_one_sentence(tmp_path):
+    (tmp_path / "fortunes").mkdir()
+    (tmp_path / "fortunes" / "quotes").write_text(
+        'Go home now, said the man. Then he left the room.\n%\n"Go home now, said the man."\n%\n'
+        "GO HOME NOW, SAID THE MAN.\n%\nThen he left the room. -- A. Writer\n%\n"
+        "Friendship needs a certain parallelism of life.\n    -- Henry Brook Adams\n%\n"
+        "Friendship needs a certain parallelism of life. -- Henry Brook Adams\n")
+    found = sentences(read_entries(tmp_path / "fortunes"))
+    assert found == ["Go home now, said the man.", "Then he left the room.",
+                     "Friendship needs a certain parallelism of life."]
+    for fraction in (0.0, 0.3, 0.7):
+        splits = split_sentences(found, dev_fraction=fraction, test_fraction=fraction)
+        assert sorted(sum(splits.values(), [])) == sorted(found)
+
+
+
+
+@needs_assets
+def test_no_test_sentence_is_in_the_training_text(rendered):
+    texts = {split: (rendered / "text" / f"{split}.txt").read_text(encoding="utf-8") for split in SPLITS}
+    assert all(len(texts[split].splitlines()) > 100 for split in SPLITS)
+    train, dev = texts["train"].lower(), texts["dev"].lower()
+    leaks = [s for s in texts["test"].splitlines() if _whole_sentence_in(s, train) or _whole_sentence_in(s, dev)]
+    assert leaks == []
+    assert not [s for s in texts["dev"].splitlines() if _whole_sentence_in(s, train)]
+
+
+def test_the_leak_check_finds_quoted_and_attributed_copies():
+    corpus = 'one line.\n"go home now."\nfar away -- a. author\nsaid: stay here.\n'
+    assert _whole_sentence_in("Go home now.", corpus) and _whole_sentence_in("Far away", corpus)
+    assert _whole_sentence_in("One line.", corpus)
+    assert not _whole_sentence_in("Stay here.", corpus)  # part of a longer sentence
+    assert not _whole_sentence_in("home now.", corpus)
+
+
+@needs_assets
+def test_each_split_is_rendered_from_its_own_sentences(rendered):
+    for split in SPLITS:
+        sentences = (rendered / "text" / f"{split}.txt").read_text(encoding="utf-8").split("\n")
+        running = " ".join(sentences + sentences)  # pages may wrap around the end of the list
+        for record in read_manifest(rendered / split / "manifest.jsonl"):
+            assert record.text in running, f"{split} line {record.text!r} is not from {split}.txt"
+
+
+@needs_assets
+def test_same_seed_same_data_set_in_another_folder_with_more_jobs(rendered, tmp_path, run_prepare):
+    _render(run_prepare, tmp_path / "again", "--jobs", "2")
+    assert _geometry(tmp_path / "again") == _geometry(rendered)
+    for page_file in _page_files(rendered):  # page images and ALTO, byte for byte
+        assert (tmp_path / "again" / page_file.relative_to(rendered)).read_bytes() == page_file.read_bytes()
+    for split in SPLITS:
+        assert (tmp_path / "again" / "text" / f"{split}.txt").read_bytes() == (rendered / "text" / f"{split}.txt").read_bytes()
+
+
+@needs_assets
+def test_a_rerun_resumes_and_a_config_change_rerenders(tmp_path, run_prepare):
+    out = tmp_path / "synth"
+    _render(run_prepare, out)
+    before = {p: p.stat().st_mtime_ns for p in _page_files(out)}
+    assert len(before) == 8
+    _render(run_prepare, out)
+    assert {p: p.stat().st_mtime_ns for p in _page_files(out)} == before  # nothing re-rendered
+
+    (out / "dev" / "pages" / "dev-0000.xml").unlink()  # as if killed while writing this page
+    _render(run_prepare, out)
+    after = {p: p.stat().st_mtime_ns for p in _page_files(out)}
+    changed = sorted(p.name for p in before if after[p] != before[p])
+    assert changed == ["dev-0000.jpg", "dev-0000.xml"]
+
+    geometry = _geometry(out)
+    xml_before = {p: p.read_bytes() for p in out.glob("*/pages/*.xml")}
+    _render(run_prepare, out, "--seed", "7")
+    assert all(p.stat().st_mtime_ns != before[p] for p in before if p.suffix == ".xml")
+    assert any(p.read_bytes() != xml_before[p] for p in xml_before)
+    assert _geometry(out) != geometry
+    assert json.loads((out / "synthetic-config.json").read_text())["seed"] == 7
+
+
+@needs_assets
+def test_fewer_pages_removes_the_extra_ones(tmp_path, run_prepare):
+    out = tmp_path / "synth"
+    _render(run_prepare, out)
+    _render(run_prepare, out, "--train-pages", "1")
+    assert sorted(p.name for p in (out / "train" / "pages").iterdir()) == ["train-0000.jpg", "train-0000.xml"]
+    assert {r.page for r in read_manifest(out / "train" / "manifest.jsonl")} == {str((out / "train" / "pages" / "train-0000.jpg").resolve())}
