@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data clean help
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -28,8 +28,26 @@ copiste-data: setup  ## line manifests of the shared Copiste train/dev pages
 	$(HTR) prepare alto:$(COPISTE)/train --out $(WORK)/copiste/train --jobs $(JOBS) --split train --writer-pattern '^((?:imp_)?wikitexte_[0-9]+)'
 	$(HTR) prepare alto:$(COPISTE)/dev --out $(WORK)/copiste/dev --jobs $(JOBS) --split dev --writer-pattern '^((?:imp_)?wikitexte_[0-9]+)'
 
-pipeline: setup data  ## the whole job on the embedded data set
-	@echo "pipeline: data set ready in $(WORK)/synthetic (later stages are added as they land)"
+EXPERIMENT ?= configs/synthetic.toml
+RUN := $(HTR) run $(EXPERIMENT)
+
+pipeline: setup  ## the whole job on the embedded data set: data, segmentation, training, LM, decoding, report
+	$(RUN) --report
+
+segment: setup data  ## segment the test pages and score the segmentation
+	$(RUN) --only segment,segment-eval,prepare
+
+train: setup data  ## train every model variant of the experiment (resumable)
+	$(RUN) --only train
+
+lm: setup data  ## build the lexicon and the KenLM n-gram
+	$(RUN) --only lm
+
+decode: setup data  ## recognise, tune the LM weight, decode and score
+	$(RUN) --only recognize,tune,decode,evaluate
+
+report: setup  ## write the report of the experiment
+	$(HTR) report $(WORK)/experiments/synthetic
 
 clean:  ## remove generated data (keeps the virtual env and tools)
 	rm -rf $(WORK)

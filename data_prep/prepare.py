@@ -39,6 +39,7 @@ class PrepareOptions:
     writer_pattern: str | None = None  # regex on the page/line id; group 1 is the writer
     split: str | None = None
     show_progress: bool = True
+    keep_empty: bool = False  # keep lines without text (predicted segmentation, transcription)
 
 
 @dataclass
@@ -106,7 +107,7 @@ def process_page(spec: PageSpec, options: PrepareOptions) -> tuple[list[LineReco
     pattern = re.compile(options.writer_pattern) if options.writer_pattern else None
     for line in spec.lines:
         where = f"{spec.source} line {line.id}"
-        if not line.text:
+        if not line.text and not options.keep_empty:
             log.skip_line(where, skips.EMPTY_TEXT)
             continue
         try:
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                              r"(e.g. 'imp_wikitexte_(\d+)' for Copiste)")
     parser.add_argument("--split", default=None, help="value of the 'split' field of every record")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--keep-empty", action="store_true",
+                        help="keep lines without transcription (e.g. lines found by 'htr segment', to recognise them)")
     from data_prep.synthetic.config import SyntheticConfig
     SyntheticConfig.add_arguments(parser.add_argument_group("synthetic data set (SOURCE = synthetic)"))
     return parser
@@ -242,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     kind, path = parse_source(args.source)
     options = PrepareOptions(out=args.out, jobs=args.jobs, writer_pattern=args.writer_pattern,
-                             split=args.split, show_progress=not args.no_progress)
+                             split=args.split, show_progress=not args.no_progress,
+                             keep_empty=args.keep_empty)
     if kind == "synthetic":
         from data_prep.synthetic.config import SyntheticConfig
         from data_prep.synthetic.dataset import build_synthetic

@@ -7,6 +7,17 @@ import sys
 # subcommand -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("data_prep.prepare", "data source (ALTO, PAGE, IAM, Rimes, folder, synthetic) -> line manifest"),
+    "train": ("pipeline.train", "train an MDLSTM or CNN+BLSTM optical model with CTC (resumable, torchrun)"),
+    "recognize": ("pipeline.recognize", "run a model over a manifest -> per-line log-probability cache (.npz)"),
+    "bench": ("pipeline.bench", "training/inference lines/s of each 2D-LSTM implementation and the CRNN"),
+    "segment": ("pipeline.segment", "page images -> text lines in reading order (ALTO v4 with polygons, baselines)"),
+    "segment-eval": ("pipeline.segment_eval", "score predicted lines against ground-truth ALTO/PAGE (IoU P/R/F1)"),
+    "evaluate": ("pipeline.evaluate", "CER/WER of hypotheses against references, with bootstrap intervals"),
+    "run": ("pipeline.run", "run a whole experiment from a TOML config (resumable)"),
+    "report": ("pipeline.report", "experiment folder -> Markdown + HTML report with tables and plots"),
+    "lm": ("lm.build", "text -> lexicon + KenLM word (and character) n-gram models"),
+    "decode": ("pipeline.decode", "cached log-probs -> text (greedy, beam, beam-lm, lexicon, char-lm)"),
+    "tune": ("pipeline.tune", "search LM weight and word bonus on dev log-probs"),
 }
 
 

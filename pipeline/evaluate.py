@@ -1,0 +1,205 @@
+"""``htr evaluate``: CER and WER of a hypothesis file against references.
+
+Errors are edit operations (substitutions, insertions, deletions, from rapidfuzz)
+summed over the whole set and divided by the total reference length, the usual
+convention for Rimes and IAM (not a mean of per-line rates).  Words are the
+tokens of :func:`lm.text.tokenize`, so punctuation marks count as words.  A
+bootstrap over lines gives 95% confidence intervals, and a paired bootstrap
+gives the interval of a relative reduction between two systems on the same lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+
+from data_prep.records import atomic_write_text, read_manifest
+
+
+@dataclass
+class EditCounts:
+    ref: int = 0
+    sub: int = 0
+    ins: int = 0
+    dele: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.sub + self.ins + self.dele
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.ref if self.ref else float(self.errors > 0)
+
+    def add(self, other: "EditCounts") -> None:
+        self.ref += other.ref
+        self.sub += other.sub
+        self.ins += other.ins
+        self.dele += other.dele
+
+
+def edit_counts(ref: Sequence, hyp: Sequence) -> EditCounts:
+    """Substitutions, insertions and deletions turning ``ref`` into ``hyp``."""
+    counts = EditCounts(ref=len(ref))
+    for op in Levenshtein.editops(ref, hyp):
+        if op.tag == "replace":
+            counts.sub += 1
+        elif op.tag == "insert":
+            counts.ins += 1
+        else:
+            counts.dele += 1
+    return counts
+
+
+@dataclass
+class LineResult:
+    id: str
+    ref: str
+    hyp: str
+    chars: EditCounts
+    words: EditCounts
+    missing: bool = False
+
+
+@dataclass
+class Evaluation:
+    lines: list[LineResult] = field(default_factory=list)
+
+    def totals(self) -> tuple[EditCounts, EditCounts]:
+        chars, words = EditCounts(), EditCounts()
+        for line in self.lines:
+            chars.add(line.chars)
+            words.add(line.words)
+        return chars, words
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-line (char errors, chars, word errors, words) for bootstrapping."""
+        table = np.array([[l.chars.errors, l.chars.ref, l.words.errors, l.words.ref] for l in self.lines],
+                         dtype=np.float64).reshape(-1, 4)
+        return table[:, 0], table[:, 1], table[:, 2], table[:, 3]
+
+
+def default_tokenize(text: str) -> list[str]:
+    from lm.text import tokenize
+    return tokenize(text)
+
+
+def evaluate(refs: dict[str, str], hyps: dict[str, str],
+             tokenize: Callable[[str], list[str]] = default_tokenize) -> Evaluation:
+    """Score every reference line; a line with no hypothesis counts as empty output."""
+    result = Evaluation()
+    for line_id, ref in refs.items():
+        hyp = hyps.get(line_id)
+        result.lines.append(LineResult(
+            id=line_id, ref=ref, hyp=hyp or "", missing=hyp is None,
+            chars=edit_counts(ref, hyp or ""),
+            words=edit_counts(tokenize(ref), tokenize(hyp or ""))))
+    return result
+
+
+def bootstrap_rate(errors: np.ndarray, lengths: np.ndarray, samples: int = 1000,
+                   seed: int = 0) -> tuple[float, float]:
+    """95% interval of sum(errors)/sum(lengths) under resampling of lines."""
+    if len(errors) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(errors), size=(samples, len(errors)))
+    rates = errors[picks].sum(axis=1) / np.maximum(lengths[picks].sum(axis=1), 1)
+    low, high = np.percentile(rates, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def paired_reduction(errors_base: np.ndarray, errors_new: np.ndarray, lengths: np.ndarray,
+                     samples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Relative error reduction of ``new`` over ``base`` on the same lines, with a
+    paired bootstrap 95% interval (positive = ``new`` is better)."""
+    if len(lengths) == 0 or errors_base.sum() == 0:
+        return {"reduction": float("nan"), "low": float("nan"), "high": float("nan")}
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(lengths), size=(samples, len(lengths)))
+    base = errors_base[picks].sum(axis=1)
+    new = errors_new[picks].sum(axis=1)
+    reductions = 1 - new / np.maximum(base, 1)
+    low, high = np.percentile(reductions, [2.5, 97.5])
+    return {"reduction": float(1 - errors_new.sum() / errors_base.sum()), "low": float(low), "high": float(high)}
+
+
+def summary(result: Evaluation, samples: int = 1000) -> dict:
+    chars, words = result.totals()
+    char_errors, char_lengths, word_errors, word_lengths = result.arrays()
+    return {
+        "lines": len(result.lines),
+        "missing": sum(line.missing for line in result.lines),
+        "cer": chars.rate, "cer_ci95": bootstrap_rate(char_errors, char_lengths, samples),
+        "wer": words.rate, "wer_ci95": bootstrap_rate(word_errors, word_lengths, samples),
+        "chars": _counts_dict(chars), "words": _counts_dict(words),
+    }
+
+
+def _counts_dict(counts: EditCounts) -> dict[str, int]:
+    data = asdict(counts)
+    data["del"] = data.pop("dele")
+    data["errors"] = counts.errors
+    return data
+
+
+def read_texts(path: Path) -> dict[str, str]:
+    """``id<TAB>text`` lines, or a manifest (``.jsonl``) whose ``text`` is the reference."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    if path.suffix == ".jsonl":
+        return {record.id: record.text for record in read_manifest(path)}
+    texts: dict[str, str] = {}
+    for number, row in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not row.strip():
+            continue
+        line_id, sep, text = row.partition("\t")
+        if not sep and " " in row:
+            raise ValueError(f"{path}:{number}: expected 'id<TAB>text'")
+        texts[line_id] = text
+    return texts
+
+
+def to_json(result: Evaluation, samples: int = 1000) -> dict:
+    per_line = [{"id": l.id, "ref": l.ref, "hyp": l.hyp, "char_errors": l.chars.errors, "chars": l.chars.ref,
+                 "word_errors": l.words.errors, "words": l.words.ref, **({"missing": True} if l.missing else {})}
+                for l in result.lines]
+    return {**summary(result, samples), "per_line": per_line}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="htr evaluate",
+        description="CER and WER (edit operations summed over the set) with bootstrap 95%% intervals.")
+    parser.add_argument("--ref", type=Path, required=True, help="references: id<TAB>text file or a manifest.jsonl")
+    parser.add_argument("--hyp", type=Path, required=True, help="hypotheses: id<TAB>text (htr decode output)")
+    parser.add_argument("--out", type=Path, help="write the full result (totals + per line) as JSON")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples (default 1000)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        refs, hyps = read_texts(args.ref), read_texts(args.hyp)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"htr evaluate: {error}", file=sys.stderr)
+        return 2
+    unknown = len(set(hyps) - set(refs))
+    result = evaluate(refs, hyps)
+    data = to_json(result, args.bootstrap)
+    if args.out:
+        atomic_write_text(args.out, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    print(f"lines {data['lines']} (missing hypotheses: {data['missing']}, hypotheses without reference: {unknown})")
+    print(f"CER {100 * data['cer']:.2f}% [{100 * data['cer_ci95'][0]:.2f}, {100 * data['cer_ci95'][1]:.2f}]  "
+          f"(S {data['chars']['sub']} I {data['chars']['ins']} D {data['chars']['del']} / {data['chars']['ref']} chars)")
+    print(f"WER {100 * data['wer']:.2f}% [{100 * data['wer_ci95'][0]:.2f}, {100 * data['wer_ci95'][1]:.2f}]  "
+          f"(S {data['words']['sub']} I {data['words']['ins']} D {data['words']['del']} / {data['words']['ref']} words)")
+    return 0

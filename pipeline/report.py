@@ -1,0 +1,382 @@
+"""``htr report EXP_DIR``: the paper-style report of an experiment, Markdown and HTML.
+
+Reads only the files ``htr run`` wrote (eval JSON, hypotheses, metrics, timings,
+segmentation scores), so it can be regenerated at any time.  The HTML page is
+self-contained: plots and line images are embedded.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import difflib
+import html
+import io
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest, resolve_image  # noqa: E402
+from pipeline.evaluate import evaluate, paired_reduction, read_texts, summary  # noqa: E402
+from pipeline.run import Experiment, load_experiment, system_slug  # noqa: E402
+
+
+@dataclass
+class Scores:
+    """Evaluation JSON of one (variant, split, system)."""
+
+    data: dict
+
+    @property
+    def per_line(self) -> list[dict]:
+        return self.data["per_line"]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        rows = sorted(self.per_line, key=lambda r: r["id"])
+        table = np.array([[r["char_errors"], r["chars"], r["word_errors"], r["words"]] for r in rows], dtype=float)
+        return table[:, 0], table[:, 1], table[:, 2], table[:, 3]
+
+
+def _load_scores(exp: Experiment, split: str) -> dict[tuple[str, str], Scores]:
+    scores = {}
+    for variant in exp.variants:
+        for system in exp.systems:
+            path = exp.folder / "eval" / variant / f"{split}.{system_slug(system)}.json"
+            if path.is_file():
+                scores[(variant, system.name)] = Scores(json.loads(path.read_text(encoding="utf-8")))
+    return scores
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}"
+
+
+def _ci(pair: list[float] | tuple[float, float]) -> str:
+    return f"[{_pct(pair[0])}, {_pct(pair[1])}]"
+
+
+def paper_table(exp: Experiment, scores: dict) -> list[list[str]]:
+    header = ["model"] + [f"{s.name} {m}" for s in exp.systems for m in ("CER %", "WER %")]
+    rows = [header]
+    for variant in exp.variants:
+        row = [variant]
+        for system in exp.systems:
+            score = scores.get((variant, system.name))
+            if score is None:
+                row += ["-", "-"]
+            else:
+                d = score.data
+                row += [f"{_pct(d['cer'])} {_ci(d['cer_ci95'])}", f"{_pct(d['wer'])} {_ci(d['wer_ci95'])}"]
+        rows.append(row)
+    return rows
+
+
+def dropout_table(exp: Experiment, scores: dict) -> list[list[str]]:
+    """Relative reduction of each variant over the first (the no-dropout baseline)."""
+    variants = list(exp.variants)
+    base = variants[0]
+    rows = [["variant vs " + base] + [f"{s.name} {m}" for s in exp.systems for m in ("CER", "WER")]]
+    for variant in variants[1:]:
+        row = [variant]
+        for system in exp.systems:
+            a, b = scores.get((base, system.name)), scores.get((variant, system.name))
+            row += _reductions(a, b)
+        rows.append(row)
+    return rows
+
+
+def lm_table(exp: Experiment, scores: dict) -> list[list[str]]:
+    """Relative reduction of each decoding system over the first (the RNN alone)."""
+    first = exp.systems[0]
+    rows = [["model"] + [f"{s.name} vs {first.name} {m}" for s in exp.systems[1:] for m in ("CER", "WER")]]
+    for variant in exp.variants:
+        row = [variant]
+        for system in exp.systems[1:]:
+            row += _reductions(scores.get((variant, first.name)), scores.get((variant, system.name)))
+        rows.append(row)
+    return rows
+
+
+def _reductions(base: Scores | None, new: Scores | None) -> list[str]:
+    if base is None or new is None:
+        return ["-", "-"]
+    be, bl, bw, bwl = base.arrays()
+    ne, _, nw, _ = new.arrays()
+    cells = []
+    for errors_base, errors_new, lengths in ((be, ne, bl), (bw, nw, bwl)):
+        r = paired_reduction(errors_base, errors_new, lengths)
+        cells.append(f"{_pct(r['reduction'])}% [{_pct(r['low'])}, {_pct(r['high'])}]")
+    return cells
+
+
+def learning_curves(exp: Experiment, path: Path) -> bool:
+    fig, (loss_ax, cer_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    drawn = False
+    for variant in exp.variants:
+        metrics_path = exp.folder / "models" / variant / "metrics.json"
+        if not metrics_path.is_file():
+            continue
+        rows = json.loads(metrics_path.read_text())
+        epochs = [r["epoch"] for r in rows]
+        loss_ax.plot(epochs, [r["train_loss"] for r in rows], label=variant)
+        cer_ax.plot(epochs, [r["dev_cer"] for r in rows], label=variant)
+        drawn = True
+    loss_ax.set(xlabel="epoch", ylabel="train CTC loss", title="training loss")
+    cer_ax.set(xlabel="epoch", ylabel="dev CER % (greedy)", title="dev CER")
+    for ax in (loss_ax, cer_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save_figure(fig, path)
+    return drawn
+
+
+def score_bars(exp: Experiment, scores: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    width = 0.8 / max(1, len(exp.variants))
+    for ax, key in zip(axes, ("cer", "wer")):
+        x = np.arange(len(exp.systems))
+        for i, variant in enumerate(exp.variants):
+            values = [100 * scores[(variant, s.name)].data[key] if (variant, s.name) in scores else np.nan
+                      for s in exp.systems]
+            low = [100 * scores[(variant, s.name)].data[f"{key}_ci95"][0] if (variant, s.name) in scores else np.nan
+                   for s in exp.systems]
+            high = [100 * scores[(variant, s.name)].data[f"{key}_ci95"][1] if (variant, s.name) in scores else np.nan
+                    for s in exp.systems]
+            err = [np.subtract(values, low), np.subtract(high, values)]
+            ax.bar(x + i * width, values, width, yerr=err, capsize=3, label=variant)
+        ax.set_xticks(x + width * (len(exp.variants) - 1) / 2, [s.name for s in exp.systems], fontsize=8)
+        ax.set(ylabel=f"test {key.upper()} %", title=f"{key.upper()} with 95% interval")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path: Path) -> None:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def page_level(exp: Experiment) -> list[list[str]]:
+    """Page-level CER/WER of each variant and system on ground-truth lines and on
+    the lines found by ``htr segment`` (line order from the segmenter)."""
+    seg_manifest = exp.folder / "segment" / "lines" / "manifest.jsonl"
+    if not seg_manifest.is_file():
+        return []
+    gt_records = read_manifest(exp.test)
+    refs = _join_by_page([(r.page, r.id) for r in gt_records], {r.id: r.text for r in gt_records})
+    seg_order = [(r.page, r.id) for r in read_manifest(seg_manifest)]
+    gt_order = [(r.page, r.id) for r in gt_records]
+    rows = [["model", "system", "GT lines CER %", "predicted lines CER %", "GT lines WER %", "predicted lines WER %"]]
+    for variant in exp.variants:
+        for system in exp.systems:
+            slug = system_slug(system)
+            gt_hyp = exp.folder / "hyp" / variant / f"test.{slug}.tsv"
+            seg_hyp = exp.folder / "hyp" / variant / f"test-seg.{slug}.tsv"
+            if not (gt_hyp.is_file() and seg_hyp.is_file()):
+                continue
+            on_gt = summary(evaluate(refs, _join_by_page(gt_order, read_texts(gt_hyp))), samples=200)
+            on_seg = summary(evaluate(refs, _join_by_page(seg_order, read_texts(seg_hyp))), samples=200)
+            rows.append([variant, system.name, _pct(on_gt["cer"]), _pct(on_seg["cer"]),
+                         _pct(on_gt["wer"]), _pct(on_seg["wer"])])
+    return rows
+
+
+def _join_by_page(order: list[tuple[str, str]], texts: dict[str, str]) -> dict[str, str]:
+    pages: dict[str, list[str]] = defaultdict(list)
+    for page, line_id in order:
+        pages[Path(page).stem].append(texts.get(line_id, ""))
+    return {page: " ".join(t for t in lines if t) for page, lines in pages.items()}
+
+
+def segmentation_rows(exp: Experiment) -> list[list[str]]:
+    path = exp.folder / "segment" / "eval.json"
+    if not path.is_file():
+        return []
+    total = json.loads(path.read_text())["total"]
+    rows = [["IoU", "precision", "recall", "F1"]]
+    for key in ("iou>=0.5", "iou>=0.75"):
+        if key in total:
+            rows.append([key, f"{total[key]['precision']:.3f}", f"{total[key]['recall']:.3f}", f"{total[key]['f1']:.3f}"])
+    rows.append(["pages / GT lines / predicted", str(total["pages"]), str(total["gt_lines"]), str(total["pred_lines"])])
+    rows.append(["over- / under-segmented", str(total["over_segmented"]), str(total["under_segmented"]), ""])
+    rows.append(["pages in GT reading order", f"{total['same_order_pages']}/{total['pages']}", "", ""])
+    return rows
+
+
+def cost_rows(exp: Experiment) -> list[list[str]]:
+    timings_path = exp.folder / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    test_lines = len(read_manifest(exp.test))
+    rows = [["what", "value"]]
+    for variant in exp.variants:
+        model = exp.folder / "models" / variant
+        metrics = json.loads((model / "metrics.json").read_text()) if (model / "metrics.json").is_file() else []
+        minutes = metrics[-1]["minutes"] if metrics else float("nan")
+        weights = model / "weights.pt"
+        size = f"{weights.stat().st_size / 1024:.0f} KiB" if weights.is_file() else "-"
+        speed = np.mean([r["lines_per_s"] for r in metrics]) if metrics else float("nan")
+        rows.append([f"{variant}: training", f"{len(metrics)} epochs, {minutes:.1f} min, {speed:.1f} lines/s"])
+        rows.append([f"{variant}: model file", size])
+    for system in exp.systems:
+        seconds = [t["seconds"] for name, t in timings.items() if name.startswith("decode test ") and name.endswith(system.name)]
+        if seconds:
+            rows.append([f"decode '{system.name}' (incl. process start)",
+                         f"{test_lines * len(seconds) / sum(seconds):.1f} lines/s"])
+    return rows
+
+
+def gallery(exp: Experiment, scores: dict, count: int = 4) -> list[dict]:
+    """Best and worst test lines of the last variant by CER of the RNN alone."""
+    variant = list(exp.variants)[-1]
+    first = scores.get((variant, exp.systems[0].name))
+    if first is None:
+        return []
+    records = {r.id: r for r in read_manifest(exp.test)}
+    lines = sorted((r for r in first.per_line if r["chars"]), key=lambda r: r["char_errors"] / r["chars"])
+    picked = [("best", r) for r in lines[:count]] + [("worst", r) for r in lines[::-1][:count]]
+    outputs = {s.name: {r["id"]: r["hyp"] for r in scores[(variant, s.name)].per_line}
+               for s in exp.systems if (variant, s.name) in scores}
+    items = []
+    for kind, row in picked:
+        record = records.get(row["id"])
+        image = resolve_image(exp.test, record) if record else None
+        items.append({"kind": kind, "id": row["id"], "ref": row["ref"], "image": image,
+                      "cer": row["char_errors"] / row["chars"],
+                      "outputs": {name: hyps.get(row["id"], "") for name, hyps in outputs.items()}})
+    return items
+
+
+def _diff_html(ref: str, hyp: str) -> str:
+    """The hypothesis with substituted/inserted characters marked, deletions struck from ref."""
+    parts = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False).get_opcodes():
+        if tag == "equal":
+            parts.append(html.escape(hyp[j1:j2]))
+        else:
+            if i2 > i1:
+                parts.append(f'<del>{html.escape(ref[i1:i2])}</del>')
+            if j2 > j1:
+                parts.append(f'<ins>{html.escape(hyp[j1:j2])}</ins>')
+    return "".join(parts)
+
+
+def _markdown_table(rows: list[list[str]]) -> str:
+    if not rows:
+        return "_not available_\n"
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(out) + "\n"
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    if not rows:
+        return "<p><em>not available</em></p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _image_data(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+SECTIONS = (
+    ("Test set: RNN alone and complete system", "paper", "CER and WER in %, with bootstrap 95% intervals over lines."),
+    ("Relative reduction from dropout", "dropout", "Paired bootstrap over the same test lines; positive = fewer errors than the first variant."),
+    ("Relative reduction from lexicon and language model", "lm", "Each decoding system against the RNN alone, same model."),
+    ("Segmentation of the test pages", "segmentation", "Predicted lines matched one-to-one to ground-truth lines by pixel IoU."),
+    ("Recognition on predicted vs ground-truth lines", "pages", "Page-level CER/WER: the lines of a page joined in reading order."),
+    ("Cost", "cost", "Training time, model size, decoding speed (from timings.json)."),
+)
+
+
+def write_report(folder: Path) -> dict[str, Path]:
+    exp = load_experiment(folder / "config.toml", folder)
+    out = folder / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    scores = _load_scores(exp, "test")
+    tables = {"paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
+              "segmentation": segmentation_rows(exp), "pages": page_level(exp), "cost": cost_rows(exp)}
+    learning_curves(exp, out / "learning_curves.png")
+    score_bars(exp, scores, out / "scores.png")
+    items = gallery(exp, scores)
+    data = {"title": exp.title, "tables": tables,
+            "test": {f"{v}/{s}": {k: sc.data[k] for k in ("cer", "wer", "cer_ci95", "wer_ci95", "lines")}
+                     for (v, s), sc in scores.items()}}
+    atomic_write_text(out / "metrics.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "report.md", _markdown(exp, tables, items))
+    atomic_write_text(out / "report.html", _html(exp, tables, items, out))
+    return {"markdown": out / "report.md", "html": out / "report.html", "metrics": out / "metrics.json"}
+
+
+def _markdown(exp: Experiment, tables: dict, items: list[dict]) -> str:
+    parts = [f"# {exp.title}\n", f"Experiment folder `{exp.folder}`; test set `{exp.test}`.\n"]
+    for title, key, note in SECTIONS:
+        parts.append(f"## {title}\n\n{note}\n\n{_markdown_table(tables[key])}")
+        if key == "paper":
+            parts.append("![scores](scores.png)\n")
+    parts.append("## Learning curves\n\n![learning curves](learning_curves.png)\n")
+    if items:
+        parts.append(f"## Best and worst test lines ({list(exp.variants)[-1]})\n")
+        for item in items:
+            parts.append(f"- **{item['kind']}** `{item['id']}` (CER {100 * item['cer']:.0f}%)  \n  ref: {item['ref']}  \n"
+                         + "".join(f"  {name}: {text}  \n" for name, text in item["outputs"].items()))
+    return "\n".join(parts)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}img.plot{max-width:100%}img.line{max-width:100%;border:1px solid #ddd}
+del{background:#fdd;text-decoration:line-through}ins{background:#dfd;text-decoration:none}
+.item{margin:1em 0;padding:.5em;border-left:4px solid #ccc}.worst{border-color:#d55}.best{border-color:#5a5}
+.note{color:#555;font-size:14px}"""
+
+
+def _html(exp: Experiment, tables: dict, items: list[dict], out: Path) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(exp.title)}</title>"
+             f"<style>{STYLE}</style></head><body><h1>{html.escape(exp.title)}</h1>"
+             f"<p class='note'>Experiment folder <code>{html.escape(str(exp.folder))}</code>; test set "
+             f"<code>{html.escape(str(exp.test))}</code>.</p>"]
+    for title, key, note in SECTIONS:
+        parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(note)}</p>{_html_table(tables[key])}")
+        if key == "paper":
+            parts.append(f"<img class='plot' alt='scores' src='{_image_data(out / 'scores.png')}'>")
+    parts.append(f"<h2>Learning curves</h2><img class='plot' alt='learning curves' "
+                 f"src='{_image_data(out / 'learning_curves.png')}'>")
+    if items:
+        parts.append(f"<h2>Best and worst test lines ({html.escape(list(exp.variants)[-1])})</h2>"
+                     "<p class='note'>Red: reference characters missed; green: characters output wrongly.</p>")
+        for item in items:
+            image = (f"<img class='line' alt='{html.escape(item['id'])}' src='{_image_data(item['image'])}'>"
+                     if item["image"] and Path(item["image"]).is_file() else "")
+            outputs = "".join(f"<tr><th>{html.escape(name)}</th><td>{_diff_html(item['ref'], text)}</td></tr>"
+                              for name, text in item["outputs"].items())
+            parts.append(f"<div class='item {item['kind']}'><b>{item['kind']}</b> <code>{html.escape(item['id'])}</code> "
+                         f"(CER {100 * item['cer']:.0f}%)<br>{image}<table><tr><th>reference</th>"
+                         f"<td>{html.escape(item['ref'])}</td></tr>{outputs}</table></div>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="htr report",
+                                     description="Write EXP_DIR/report/report.md, report.html (self-contained), "
+                                                 "metrics.json and plots from the outputs of 'htr run'.")
+    parser.add_argument("folder", type=Path, metavar="EXP_DIR", help="experiment folder written by 'htr run'")
+    args = parser.parse_args(argv)
+    if not (args.folder / "config.toml").is_file():
+        print(f"htr report: {args.folder}/config.toml not found; is this a folder written by 'htr run'?", file=sys.stderr)
+        return 2
+    paths = write_report(args.folder)
+    print(f"report: {paths['markdown']}\n        {paths['html']}")
+    return 0

@@ -1,0 +1,274 @@
+"""``htr run CONFIG``: one experiment, every stage, resumable.
+
+A TOML config names the data, the model variants, the LM and the decoders (see
+``configs/synthetic.toml``).  The runner turns it into a list of steps, each an
+``htr`` command with its input and output files, and runs the steps whose outputs
+are missing or older than their inputs, so a killed run continues where it
+stopped (training itself resumes from its ``last.pt``).  Everything is written in
+one experiment folder; step durations go to ``timings.json`` for the report.
+
+Experiment folder::
+
+    segment/pred/        predicted lines (ALTO) of the test pages; segment/eval.json
+    segment/lines/       line crops of the predicted lines (no text)
+    models/VARIANT/      model.json + weights.pt, metrics.json, last.pt
+    lm/                  lexicon, KenLM binary; lm/VARIANT/tuned.json (per-variant LM weights)
+    logits/VARIANT/SPLIT.npz, hyp/VARIANT/SPLIT.SYSTEM.tsv, eval/VARIANT/SPLIT.SYSTEM.json
+    timings.json, config.toml, report/
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_prep.records import atomic_write_text
+
+
+@dataclass
+class System:
+    """A decoding set-up shown as one column pair (CER, WER) of the report table."""
+
+    name: str
+    decoder: str
+    options: dict[str, Any] = field(default_factory=dict)  # extra htr decode flags
+    tune: bool = False  # use the LM weight and word bonus tuned on dev
+
+
+@dataclass
+class Experiment:
+    folder: Path
+    train: Path
+    dev: Path
+    test: Path
+    lm_text: list[Path]
+    test_pages: Path | None
+    variants: dict[str, dict[str, Any]]
+    train_options: dict[str, Any]
+    lm_options: dict[str, Any]
+    systems: list[System]
+    tune_decoder: str
+    jobs: int
+    prepare: list[str]  # htr prepare argv that creates the data when it is missing
+    title: str
+
+
+def _require(table: dict, key: str, where: str) -> Any:
+    if key not in table:
+        raise ValueError(f"config: missing '{key}' in [{where}]")
+    return table[key]
+
+
+def load_experiment(path: Path, folder: Path | None = None) -> Experiment:
+    """Read and check a TOML experiment config; relative paths are relative to the current folder."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from None
+    dataset = _require(data, "data", "top level")
+    variants = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in _require(data, "variants", "top level")}
+    if not variants:
+        raise ValueError(f"{path}: at least one [[variants]] is needed")
+    decode = data.get("decode", {})
+    systems = [System(name=s["name"], decoder=s["decoder"], options=s.get("options", {}), tune=s.get("tune", False))
+               for s in decode.get("systems", [{"name": "RNN alone", "decoder": "greedy"}])]
+    pages = dataset.get("test_pages")
+    return Experiment(
+        folder=Path(folder or data.get("folder") or f"work/experiments/{Path(path).stem}"),
+        train=Path(_require(dataset, "train", "data")), dev=Path(_require(dataset, "dev", "data")),
+        test=Path(_require(dataset, "test", "data")),
+        lm_text=[Path(p) for p in dataset.get("lm_text", [])],
+        test_pages=Path(pages) if pages else None,
+        variants=variants, train_options=data.get("train", {}), lm_options=data.get("lm", {}),
+        systems=systems, tune_decoder=decode.get("tune_decoder", "lexicon"),
+        jobs=int(data.get("jobs", 2)), prepare=list(dataset.get("prepare", [])),
+        title=data.get("title", Path(path).stem))
+
+
+def flags(options: dict[str, Any]) -> list[str]:
+    """``{"max_minutes": 4, "augment": True}`` -> ``["--max-minutes", "4", "--augment"]``."""
+    argv: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, list):
+            argv += [flag, ",".join(str(v) for v in value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+@dataclass
+class Step:
+    name: str
+    argv: list[str]  # arguments of ``htr``
+    inputs: list[Path]
+    outputs: list[Path]  # the step is done when all exist and are newer than the inputs
+
+    def up_to_date(self) -> bool:
+        if not all(p.exists() for p in self.outputs):
+            return False
+        newest_input = max((p.stat().st_mtime for p in self.inputs if p.exists()), default=0.0)
+        return min(p.stat().st_mtime for p in self.outputs) >= newest_input
+
+
+def plan(exp: Experiment) -> list[Step]:
+    """Every step of the experiment, in an order that respects their inputs."""
+    f = exp.folder
+    steps: list[Step] = []
+    splits = {"dev": exp.dev, "test": exp.test}
+    if exp.test_pages is not None:
+        pages = sorted(p for p in exp.test_pages.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif"))
+        pred = f / "segment" / "pred"
+        steps.append(Step("segment test pages", ["segment", *map(str, pages), "--out", str(pred), "--jobs", str(exp.jobs)],
+                          pages, [pred / f"{p.stem}.xml" for p in pages]))
+        steps.append(Step("score segmentation", ["segment-eval", "--pred", str(pred), "--gt", str(exp.test_pages),
+                                                 "--out", str(f / "segment" / "eval.json")],
+                          [pred / f"{p.stem}.xml" for p in pages], [f / "segment" / "eval.json"]))
+        seg_manifest = f / "segment" / "lines" / "manifest.jsonl"
+        steps.append(Step("crop predicted lines", ["prepare", f"alto:{pred}", "--out", str(seg_manifest.parent),
+                                                   "--keep-empty", "--no-progress"],
+                          [pred / f"{p.stem}.xml" for p in pages], [seg_manifest]))
+        splits["test-seg"] = seg_manifest
+    lm = f / "lm"
+    lm_argv = ["lm", "--text", *map(str, exp.lm_text), "--out", str(lm), "--dev", str(exp.dev), *flags(exp.lm_options)]
+    steps.append(Step("build the language model", lm_argv, exp.lm_text, [lm / "lexicon.txt"]))
+    for variant, options in exp.variants.items():
+        model = f / "models" / variant
+        train_argv = ["train", "--train", str(exp.train), "--dev", str(exp.dev), "--out", str(model),
+                      *flags({**exp.train_options, **options})]
+        steps.append(Step(f"train {variant}", train_argv, [exp.train, exp.dev], [model / "DONE"]))
+        tuned = lm / variant
+        for split, manifest in splits.items():
+            logits = f / "logits" / variant / f"{split}.npz"
+            steps.append(Step(f"recognise {split} with {variant}",
+                              ["recognize", "--model", str(model), "--manifest", str(manifest), "--out", str(logits)],
+                              [model / "DONE", manifest], [logits]))
+        if any(system.tune for system in exp.systems):
+            steps.append(Step(f"tune LM weight for {variant}",
+                              ["tune", "--logits", str(f / "logits" / variant / "dev.npz"), "--refs", str(exp.dev),
+                               "--lm", str(tuned), "--decoder", exp.tune_decoder, "--jobs", str(exp.jobs)],
+                              [f / "logits" / variant / "dev.npz", lm / "lexicon.txt"], [tuned / "tuned.json"]))
+        for split in (s for s in splits if s != "dev"):  # dev only serves tuning
+            logits = f / "logits" / variant / f"{split}.npz"
+            for system in exp.systems:
+                slug = system_slug(system)
+                hyp = f / "hyp" / variant / f"{split}.{slug}.tsv"
+                lm_dir = tuned if system.tune else lm
+                argv = ["decode", "--logits", str(logits), "--decoder", system.decoder, "--out", str(hyp),
+                        "--jobs", str(exp.jobs), *flags(system.options)]
+                if system.decoder != "greedy" and system.decoder != "beam":
+                    argv += ["--lm", str(lm_dir)]
+                inputs = [logits] + ([tuned / "tuned.json"] if system.tune else [])
+                steps.append(Step(f"decode {split} {variant} {system.name}", argv, inputs, [hyp]))
+                if split != "test-seg":
+                    out = f / "eval" / variant / f"{split}.{slug}.json"
+                    steps.append(Step(f"score {split} {variant} {system.name}",
+                                      ["evaluate", "--ref", str(splits[split]), "--hyp", str(hyp), "--out", str(out)],
+                                      [hyp], [out]))
+    return steps
+
+
+def system_slug(system: System) -> str:
+    """'+ lexicon + LM' -> 'lexicon-lm': a file-name part."""
+    return "-".join("".join(c if c.isalnum() else " " for c in system.name.lower()).split())
+
+
+def _prepare_tuned_dir(lm: Path, tuned: Path) -> None:
+    """A per-variant LM folder: links to the shared LM files, its own tuned.json."""
+    tuned.mkdir(parents=True, exist_ok=True)
+    for item in lm.iterdir():
+        target = tuned / item.name
+        if item.is_file() and item.name != "tuned.json" and not target.exists():
+            os.symlink(item.resolve(), target)
+
+
+def run_step(step: Step, exp: Experiment) -> float:
+    start = time.perf_counter()
+    if step.argv[0] == "tune":
+        _prepare_tuned_dir(exp.folder / "lm", Path(step.argv[step.argv.index("--lm") + 1]))
+    if step.argv[0] == "train":
+        model = Path(step.argv[step.argv.index("--out") + 1])
+        argv = ["train", "--out", str(model), "--resume"] if (model / "last.pt").exists() else step.argv
+    else:
+        argv = step.argv
+    if argv[0] == "train":  # its own process: threads, torchrun-style state, memory
+        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv]).returncode
+    else:  # the short steps run in this process, saving an interpreter start and imports each
+        from pipeline.cli import main as htr
+        try:
+            code = htr(argv)
+        except SystemExit as error:
+            code = error.code if isinstance(error.code, int) else 1
+    if code != 0:
+        raise RuntimeError(f"step '{step.name}' failed (exit {code}): htr {' '.join(argv)}")
+    if step.argv[0] == "train":
+        atomic_write_text(model / "DONE", "training finished\n")
+    return time.perf_counter() - start
+
+
+def run(exp: Experiment, config_path: Path, only: str | None = None) -> None:
+    exp.folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(config_path, exp.folder / "config.toml")
+    if exp.prepare and not exp.train.exists():
+        print(f"==> preparing the data: htr {' '.join(exp.prepare)}", flush=True)
+        subprocess.run([sys.executable, "-m", "pipeline.cli", *exp.prepare], check=True)
+    timings_path = exp.folder / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    wanted = set(only.split(",")) if only else None
+    steps = [s for s in plan(exp) if wanted is None or s.argv[0] in wanted]
+    for number, step in enumerate(steps, start=1):
+        prefix = f"[{number}/{len(steps)}] {step.name}"
+        if step.up_to_date():
+            print(f"{prefix}: up to date", flush=True)
+            continue
+        print(f"==> {prefix}", flush=True)
+        seconds = run_step(step, exp)
+        timings[step.name] = {"seconds": round(seconds, 2), "command": "htr " + " ".join(step.argv)}
+        atomic_write_text(timings_path, json.dumps(timings, indent=1) + "\n")
+        print(f"    {step.name}: {seconds:.1f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="htr run",
+        description="Run every stage of an experiment (segmentation, training of each variant, LM, "
+                    "recognition, decoding, scoring), skipping steps whose outputs are up to date. "
+                    "Rerun the same command after an interruption to continue.")
+    parser.add_argument("config", type=Path, help="experiment config (TOML), e.g. configs/synthetic.toml")
+    parser.add_argument("--folder", type=Path, help="experiment folder (default: the config's 'folder')")
+    parser.add_argument("--only", help="run only the steps of these htr commands, comma-separated "
+                             "(segment,segment-eval,prepare,lm,train,recognize,tune,decode,evaluate)")
+    parser.add_argument("--report", action="store_true", help="write the report when all steps are done")
+    parser.add_argument("--list", action="store_true", help="list the steps and whether each is up to date")
+    args = parser.parse_args(argv)
+    try:
+        exp = load_experiment(args.config, args.folder)
+    except ValueError as error:
+        print(f"htr run: {error}", file=sys.stderr)
+        return 2
+    if args.list:
+        for step in plan(exp):
+            print(f"{'done' if step.up_to_date() else 'todo'}  {step.name}: htr {' '.join(step.argv)}")
+        return 0
+    try:
+        run(exp, args.config, args.only)
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        print(f"htr run: {error}\nFix the problem, then rerun the same command to continue.", file=sys.stderr)
+        return 1
+    if args.report:
+        from pipeline.report import write_report
+        paths = write_report(exp.folder)
+        print(f"report: {paths['markdown']}\n        {paths['html']}")
+    return 0

@@ -1,0 +1,83 @@
+"""CER/WER: summed edit operations, intervals, paired reductions, the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.evaluate import (bootstrap_rate, edit_counts, evaluate, main, paired_reduction,
+                               read_texts, summary)
+
+split = str.split
+
+
+def test_edit_counts_separate_substitutions_insertions_deletions():
+    counts = edit_counts("abcd", "axcde")
+    assert (counts.sub, counts.ins, counts.dele, counts.ref) == (1, 1, 0, 4)
+    assert edit_counts("abc", "").dele == 3
+
+
+def test_rates_are_summed_over_the_set_not_averaged_per_line():
+    refs = {"a": "ab", "b": "abcdefgh"}
+    hyps = {"a": "", "b": "abcdefgh"}
+    result = summary(evaluate(refs, hyps, tokenize=split), samples=50)
+    assert result["cer"] == 2 / 10  # a per-line mean would give 0.5
+
+
+def test_missing_hypothesis_counts_as_empty_output():
+    result = summary(evaluate({"a": "one two"}, {}, tokenize=split), samples=10)
+    assert result["missing"] == 1 and result["wer"] == 1.0 and result["cer"] == 1.0
+
+
+@given(st.lists(st.text(alphabet="ab c", min_size=1, max_size=12), min_size=1, max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_identical_hypotheses_score_zero(texts):
+    refs = {str(i): t for i, t in enumerate(texts)}
+    result = summary(evaluate(refs, dict(refs), tokenize=split), samples=20)
+    assert result["cer"] == 0 and result["chars"]["errors"] == 0
+
+
+@given(st.text(alphabet="abc ", max_size=15), st.text(alphabet="abc ", max_size=15))
+@settings(max_examples=100, deadline=None)
+def test_error_count_is_the_edit_distance_and_bounded(ref, hyp):
+    counts = edit_counts(ref, hyp)
+    assert counts.errors <= max(len(ref), len(hyp))
+    assert counts.errors >= abs(len(ref) - len(hyp))
+
+
+def test_bootstrap_interval_contains_the_point_estimate():
+    rng = np.random.default_rng(1)
+    errors = rng.integers(0, 5, 200).astype(float)
+    lengths = rng.integers(10, 30, 200).astype(float)
+    low, high = bootstrap_rate(errors, lengths, samples=300)
+    assert low <= errors.sum() / lengths.sum() <= high and low < high
+
+
+def test_paired_reduction_is_positive_when_the_new_system_is_better():
+    lengths = np.full(100, 20.0)
+    base = np.full(100, 4.0)
+    new = np.full(100, 2.0)
+    result = paired_reduction(base, new, lengths, samples=200)
+    assert result["reduction"] == 0.5 and result["low"] <= 0.5 <= result["high"]
+
+
+def test_cli_reads_tsv_and_manifest_and_writes_json(tmp_path, capsys):
+    ref = tmp_path / "manifest.jsonl"
+    ref.write_text(json.dumps({"id": "l1", "image": "x.png", "text": "le chat dort."}) + "\n"
+                   + json.dumps({"id": "l2", "image": "y.png", "text": "bonjour"}) + "\n", encoding="utf-8")
+    hyp = tmp_path / "hyp.tsv"
+    hyp.write_text("l1\tle chat dort.\nl2\tbonjoor\n", encoding="utf-8")
+    out = tmp_path / "eval.json"
+    assert main(["--ref", str(ref), "--hyp", str(hyp), "--out", str(out), "--bootstrap", "50"]) == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["chars"]["sub"] == 1 and data["lines"] == 2
+    assert {line["id"] for line in data["per_line"]} == {"l1", "l2"}
+    assert "CER" in capsys.readouterr().out
+    assert read_texts(hyp)["l2"] == "bonjoor"
+
+
+def test_cli_names_a_missing_file(tmp_path, capsys):
+    assert main(["--ref", str(tmp_path / "nope.tsv"), "--hyp", str(tmp_path / "h.tsv")]) == 2
+    assert "nope.tsv" in capsys.readouterr().err

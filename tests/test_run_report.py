@@ -1,0 +1,120 @@
+"""The experiment runner's plan and resumption, and the report built from its outputs."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data_prep.records import LineRecord, write_manifest
+from pipeline.evaluate import evaluate, to_json
+from pipeline.report import write_report
+from pipeline.run import Step, flags, load_experiment, plan, system_slug, System
+
+CONFIG = """
+title = "tiny"
+jobs = 1
+[data]
+train = "{root}/train.jsonl"
+dev = "{root}/dev.jsonl"
+test = "{root}/test.jsonl"
+lm_text = ["{root}/text.txt"]
+[train]
+max_minutes = 0.1
+augment = false
+[[variants]]
+name = "dropout-none"
+dropout_where = "none"
+[[variants]]
+name = "dropout-all"
+dropout_where = "all"
+[[decode.systems]]
+name = "RNN alone"
+decoder = "greedy"
+[[decode.systems]]
+name = "+ lexicon + LM"
+decoder = "lexicon"
+tune = true
+"""
+
+
+def _experiment(tmp_path: Path):
+    config = tmp_path / "exp.toml"
+    config.write_text(CONFIG.format(root=tmp_path))
+    return config, load_experiment(config, tmp_path / "exp")
+
+
+def test_flags_follow_the_cli_conventions():
+    assert flags({"max_minutes": 4, "augment": True, "progress": False, "sizes": [2, 10]}) == [
+        "--max-minutes", "4", "--augment", "--no-progress", "--sizes", "2,10"]
+
+
+def test_plan_trains_each_variant_and_decodes_each_system(tmp_path):
+    _, exp = _experiment(tmp_path)
+    steps = plan(exp)
+    commands = [s.argv[0] for s in steps]
+    assert commands.count("train") == 2 and commands.count("lm") == 1 and commands.count("tune") == 2
+    train = next(s for s in steps if s.argv[0] == "train" and "dropout-all" in s.name)
+    assert train.argv[train.argv.index("--dropout-where") + 1] == "all"
+    assert "--no-augment" in train.argv
+    decodes = [s for s in steps if s.argv[0] == "decode"]
+    assert len(decodes) == 2 * 2  # variants x systems, on the test split only
+    assert system_slug(System("+ lexicon + LM", "lexicon")) == "lexicon-lm"
+
+
+def test_a_step_is_redone_only_when_an_output_is_missing_or_older_than_an_input(tmp_path):
+    source, target = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("a")
+    step = Step("copy", ["noop"], [source], [target])
+    assert not step.up_to_date()
+    target.write_text("a")
+    assert step.up_to_date()
+    later = time.time() + 10
+    os.utime(source, (later, later))
+    assert not step.up_to_date()
+
+
+def _write_outputs(tmp_path: Path, exp) -> None:
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(12):
+        image = tmp_path / "lines" / f"l{i}.png"
+        image.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20, 60), dtype=np.uint8)).save(image)
+        records.append(LineRecord(id=f"l{i}", image=str(image), text=f"the cat {i} sat on the mat", page=f"/p/page{i // 4}.jpg"))
+    write_manifest(exp.test, records)
+    refs = {r.id: r.text for r in records}
+    errors = {"dropout-none": {"RNN alone": 4, "+ lexicon + LM": 2}, "dropout-all": {"RNN alone": 2, "+ lexicon + LM": 1}}
+    for variant, per_system in errors.items():
+        for system, n in per_system.items():
+            hyps = {k: ("x" * n) + v[n:] for k, v in refs.items()}
+            out = exp.folder / "eval" / variant / f"test.{system_slug(System(system, ''))}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(to_json(evaluate(refs, hyps, tokenize=str.split), samples=50)))
+        model = exp.folder / "models" / variant
+        model.mkdir(parents=True)
+        (model / "metrics.json").write_text(json.dumps([
+            {"epoch": e, "train_loss": 3.0 / e, "dev_cer": 80.0 / e, "lines_per_s": 30.0, "minutes": e / 2} for e in (1, 2, 3)]))
+        (model / "weights.pt").write_bytes(b"0" * 2048)
+
+
+def test_report_shows_the_paper_table_reductions_plots_and_gallery(tmp_path):
+    config, exp = _experiment(tmp_path)
+    exp.folder.mkdir()
+    (exp.folder / "config.toml").write_text(config.read_text())
+    _write_outputs(tmp_path, exp)
+    paths = write_report(exp.folder)
+    markdown = paths["markdown"].read_text()
+    assert "| dropout-all |" in markdown and "RNN alone CER %" in markdown
+    metrics = json.loads(paths["metrics"].read_text())
+    none_cer = metrics["test"]["dropout-none/RNN alone"]["cer"]
+    all_cer = metrics["test"]["dropout-all/RNN alone"]["cer"]
+    assert all_cer == none_cer / 2
+    dropout_row = metrics["tables"]["dropout"][1]
+    assert dropout_row[0] == "dropout-all" and dropout_row[1].startswith("50.0%")
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") >= 2 + 8  # two plots, eight gallery lines
+    assert "<ins>" in page and (exp.folder / "report" / "learning_curves.png").stat().st_size > 1000
