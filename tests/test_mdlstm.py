@@ -1,0 +1,164 @@
+"""2D LSTM layer: the three implementations agree, gradients are right, scans go the right way."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from pipeline import mdlstm
+from pipeline.mdlstm import MDLSTM2d
+
+SHAPES = [(2, 1, 7), (2, 7, 1), (3, 3, 5), (2, 5, 3), (3, 1, 1)]  # (batch, H, W)
+
+
+@pytest.fixture(scope="module")
+def cpp():
+    """Compile the C++ scan once for this module (cached afterwards); skip if impossible."""
+    if not mdlstm.cpp_available():
+        pytest.skip(f"C++ scan unavailable: {mdlstm._EXTENSION_ERROR}")
+    return "cpp"
+
+
+def _outputs_and_grads(layer: MDLSTM2d, impl: str, x: torch.Tensor):
+    layer.impl = impl
+    x = x.detach().clone().requires_grad_(True)
+    out = layer(x)
+    # not randn_like: it copies the output's strides, which differ between implementations
+    weights = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    grads = torch.autograd.grad((out * weights).sum(), [x, *layer.parameters()])
+    return out.detach(), grads
+
+
+def _assert_same(layer, impl_a, impl_b, x, tol=1e-5):
+    out_a, grads_a = _outputs_and_grads(layer, impl_a, x)
+    out_b, grads_b = _outputs_and_grads(layer, impl_b, x)
+    torch.testing.assert_close(out_a, out_b, atol=tol, rtol=tol)
+    for name, ga, gb in zip(["input", "weight_ih", "weight_hh", "bias"], grads_a, grads_b):
+        torch.testing.assert_close(ga, gb, atol=tol, rtol=tol, msg=lambda m: f"{name}: {m}")
+
+
+def _layer(channels=3, hidden=4, dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    return MDLSTM2d(channels, hidden, impl="naive").to(dtype)
+
+
+@pytest.mark.parametrize("batch,height,width", SHAPES)
+def test_wavefront_matches_naive(batch, height, width):
+    layer = _layer()
+    x = torch.randn(batch, 3, height, width)
+    _assert_same(layer, "naive", "wavefront", x)
+
+
+@pytest.mark.parametrize("batch,height,width", SHAPES)
+def test_cpp_matches_naive(cpp, batch, height, width):
+    layer = _layer()
+    x = torch.randn(batch, 3, height, width)
+    _assert_same(layer, "naive", cpp, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("hidden", [1, 10])  # compile-time and run-time hidden sizes in C++
+def test_cpp_matches_wavefront_bigger(cpp, dtype, hidden):
+    layer = _layer(channels=6, hidden=hidden, dtype=dtype, seed=3)
+    x = torch.randn(3, 6, 8, 21, dtype=dtype)
+    _assert_same(layer, "wavefront", cpp, x)
+
+
+@pytest.mark.parametrize("impl", ["wavefront", "cpp"])
+def test_gradcheck_float64(request, impl):
+    if impl == "cpp":
+        request.getfixturevalue("cpp")
+    layer = _layer(channels=2, hidden=2, dtype=torch.float64, seed=2)
+    layer.impl = impl
+    x = torch.randn(2, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    params = list(layer.parameters())
+
+    def fn(inp, w_ih, w_hh, b):
+        return torch.func.functional_call(layer, {"weight_ih": w_ih, "weight_hh": w_hh, "bias": b}, (inp,))
+
+    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("direction", range(4))
+def test_each_direction_sees_only_its_quadrant(direction):
+    """Output of direction d at (i, j) depends exactly on the cells between (i, j) and d's corner."""
+    layer = _layer(channels=2, hidden=3, dtype=torch.float64)
+    layer.impl = "wavefront"
+    height, width, (i, j) = 4, 5, (1, 2)
+    x = torch.randn(1, 2, height, width, dtype=torch.float64, requires_grad=True)
+    out = layer(x)[0, direction * 3:(direction + 1) * 3, i, j].sum()
+    (grad,) = torch.autograd.grad(out, x)
+    touched = grad.abs().sum(1)[0] > 0
+    rows = torch.arange(height)[:, None]
+    cols = torch.arange(width)[None, :]
+    from_top, from_left = direction < 2, direction % 2 == 0
+    expected = ((rows <= i) if from_top else (rows >= i)) & ((cols <= j) if from_left else (cols >= j))
+    assert torch.equal(touched, expected)
+
+
+@pytest.mark.parametrize("impl", ["wavefront", "cpp"])
+def test_padded_image_matches_its_unpadded_top_left_direction(request, impl):
+    """Right/bottom padding cannot change the top-left scan inside the original image."""
+    if impl == "cpp":
+        request.getfixturevalue("cpp")
+    layer = _layer()
+    layer.impl = impl
+    x = torch.randn(1, 3, 3, 4)
+    padded = torch.nn.functional.pad(x, (0, 3, 0, 2))
+    out = layer(torch.cat([padded, torch.randn_like(padded)]))
+    torch.testing.assert_close(out[:1, :4, :3, :4], layer(x)[:, :4])
+
+
+def test_output_shape_and_impl_validation():
+    layer = MDLSTM2d(3, 5, impl="wavefront")
+    assert layer(torch.randn(2, 3, 4, 6)).shape == (2, 20, 4, 6)
+    assert layer(torch.randn(0, 3, 4, 6)).shape == (0, 20, 4, 6)
+    with pytest.raises(ValueError):
+        MDLSTM2d(3, 5, impl="fast")
+    with pytest.raises(ValueError):
+        layer(torch.randn(2, 4, 4, 6))
+
+
+def test_inference_mode_then_training():
+    """Index tensors first built under inference_mode must not break a later backward."""
+    layer = MDLSTM2d(2, 3, impl="wavefront")
+    with torch.inference_mode():
+        layer(torch.randn(1, 2, 5, 9))
+    layer(torch.randn(1, 2, 5, 9)).sum().backward()
+    assert layer.weight_hh.grad is not None
+
+
+def test_auto_uses_cpp_when_it_compiles(cpp):
+    layer = MDLSTM2d(3, 4)
+    x = torch.randn(2, 3, 3, 5)
+    assert layer.resolved_impl(x) == "cpp"
+    _assert_same(layer, "auto", "wavefront", x)
+
+
+def test_auto_falls_back_to_wavefront_with_one_warning(monkeypatch):
+    monkeypatch.setattr(mdlstm, "_EXTENSION", None)
+    monkeypatch.setattr(mdlstm, "_EXTENSION_ERROR", "RuntimeError: Ninja is required")
+    monkeypatch.setattr(mdlstm, "_WARNED", set())
+    layer = MDLSTM2d(3, 4)
+    x = torch.randn(2, 3, 3, 5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert layer.resolved_impl(x) == "wavefront"
+        out = layer(x)
+    assert len(caught) == 1 and "Ninja is required" in str(caught[0].message)
+    layer.impl = "wavefront"
+    torch.testing.assert_close(out, layer(x))
+
+
+def test_build_failure_is_reported_in_one_telling_line():
+    err = RuntimeError("Error building extension 'x': [1/2] g++ -c a.cpp\nFAILED: a.o\n"
+                       "/bin/sh: 1: g++: not found\nninja: build stopped: subcommand failed.")
+    assert mdlstm._failure_reason(err) == "RuntimeError: /bin/sh: 1: g++: not found"
+
+
+def test_auto_uses_wavefront_for_dtypes_the_cpp_scan_lacks():
+    layer = MDLSTM2d(2, 3).to(torch.bfloat16)
+    x = torch.randn(1, 2, 3, 4, dtype=torch.bfloat16)
+    assert layer.resolved_impl(x) == "wavefront"
+    assert layer(x).shape == (1, 12, 3, 4)
