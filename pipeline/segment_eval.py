@@ -1,0 +1,213 @@
+"""Scoring a line segmentation against ground truth (ALTO or PAGE XML).
+
+Lines are compared as pixel regions (their polygons filled).  Predicted and ground-truth
+lines are matched one-to-one by maximum total IoU (Hungarian assignment); a match counts
+at a threshold when its IoU reaches it.  Reported per page and in total:
+
+- precision, recall and F1 at IoU >= 0.5 and >= 0.75;
+- over-segmentation (ICDAR 2013 style): a ground-truth line split over several
+  predictions, i.e. >= 2 predictions that each lie mostly (>= 50% of their area) inside
+  it and cover >= 10% of it; under-segmentation: a prediction that swallows several
+  ground-truth lines (>= 2 lines each >= 50% inside it, each >= 10% of it);
+- reading order: the predicted lines matched at IoU >= 0.5, taken in ground-truth
+  order, appear in increasing predicted order (``same_order``); as a softer measure,
+  the share of matched lines in the longest run that is in order (``order_agreement``,
+  1.0 = same order; one line placed elsewhere, e.g. a page label the annotator
+  listed last, costs one line, not the whole page).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from data_prep.geometry import polygon_mask
+from data_prep.readers import read_alto, read_pagexml
+from data_prep.readers.base import local_name, parse_xml, xml_files
+from data_prep.records import atomic_write_text
+from data_prep.skips import SkipLog
+
+THRESHOLDS = (0.5, 0.75)
+
+
+@dataclass
+class Region:
+    """A filled polygon: its mask over its own bounding box."""
+
+    left: int
+    top: int
+    mask: np.ndarray
+
+    @classmethod
+    def from_polygon(cls, polygon: list[list[float]]) -> "Region":
+        points = np.asarray(polygon, float)
+        left, top = np.floor(points.min(axis=0)).astype(int)
+        right, bottom = np.ceil(points.max(axis=0)).astype(int)
+        mask = polygon_mask(points - [left, top], (bottom - top + 1, right - left + 1))
+        return cls(int(left), int(top), mask)
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+
+def intersection(a: Region, b: Region) -> int:
+    left, top = max(a.left, b.left), max(a.top, b.top)
+    right = min(a.left + a.mask.shape[1], b.left + b.mask.shape[1])
+    bottom = min(a.top + a.mask.shape[0], b.top + b.mask.shape[0])
+    if right <= left or bottom <= top:
+        return 0
+    wa = a.mask[top - a.top: bottom - a.top, left - a.left: right - a.left]
+    wb = b.mask[top - b.top: bottom - b.top, left - b.left: right - b.left]
+    return int(np.count_nonzero(wa & wb))
+
+
+@dataclass
+class PageScore:
+    page: str
+    gt_lines: int
+    pred_lines: int
+    matched: dict[str, int] = field(default_factory=dict)  # threshold -> matches
+    over: int = 0
+    under: int = 0
+    same_order: bool = True
+    order_agreement: float = 1.0
+    in_order: int = 0  # matched lines in the longest in-order run
+    mean_iou: float = 0.0
+
+
+def score_page(name: str, pred: list[list[list[float]]], gt: list[list[list[float]]]) -> PageScore:
+    """Score one page's predicted polygons (in reading order) against ground truth."""
+    p_regions = [Region.from_polygon(p) for p in pred if len(p) >= 3]
+    g_regions = [Region.from_polygon(g) for g in gt if len(g) >= 3]
+    inter = np.array([[intersection(p, g) for g in g_regions] for p in p_regions], float).reshape(len(p_regions), len(g_regions))
+    p_area = np.array([max(1, r.area) for r in p_regions], float)
+    g_area = np.array([max(1, r.area) for r in g_regions], float)
+    iou = inter / np.maximum(1.0, p_area[:, None] + g_area[None, :] - inter) if inter.size else inter
+    score = PageScore(page=name, gt_lines=len(g_regions), pred_lines=len(p_regions))
+    rows, cols = linear_sum_assignment(-iou) if iou.size else (np.array([], int), np.array([], int))
+    pair_iou = iou[rows, cols] if iou.size else np.array([])
+    for threshold in THRESHOLDS:
+        score.matched[str(threshold)] = int((pair_iou >= threshold).sum())
+    score.mean_iou = float(pair_iou.mean()) if len(pair_iou) else 0.0
+    if inter.size:
+        inside_gt = (inter >= 0.5 * p_area[:, None]) & (inter >= 0.1 * g_area[None, :])
+        inside_pred = (inter >= 0.5 * g_area[None, :]) & (inter >= 0.1 * p_area[:, None])
+        score.over = int((inside_gt.sum(axis=0) >= 2).sum())
+        score.under = int((inside_pred.sum(axis=1) >= 2).sum())
+    good = pair_iou >= 0.5
+    order = [p for _, p in sorted(zip(cols[good], rows[good]))]
+    score.same_order = all(a < b for a, b in zip(order, order[1:]))
+    score.in_order = longest_increasing(order)
+    score.order_agreement = round(score.in_order / len(order), 4) if order else 1.0
+    return score
+
+
+def longest_increasing(sequence: list[int]) -> int:
+    """Length of the longest strictly increasing subsequence (patience sorting)."""
+    from bisect import bisect_left
+
+    tails: list[int] = []
+    for value in sequence:
+        index = bisect_left(tails, value)
+        tails[index:index + 1] = [value]
+    return len(tails)
+
+
+def prf(matched: int, pred: int, gt: int) -> dict[str, float]:
+    precision = matched / pred if pred else (1.0 if not gt else 0.0)
+    recall = matched / gt if gt else (1.0 if not pred else 0.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+
+
+def page_polygons(path: Path, log: SkipLog) -> dict[str, list]:
+    """Stem -> line polygons (document order) for every ALTO/PAGE XML file under ``path``."""
+    pages: dict[str, list] = {}
+    for xml_path in xml_files(path):
+        root = parse_xml(xml_path, log)
+        if root is None:
+            continue
+        reader = read_pagexml if local_name(root) == "PcGts" else read_alto
+        for spec in reader(xml_path, log):
+            pages[xml_path.stem] = [line.polygon for line in spec.lines]
+    return pages
+
+
+def evaluate(pred_dir: Path, gt_dir: Path, log: SkipLog) -> dict:
+    """Per-page and total scores; a ground-truth page without prediction counts as empty."""
+    gt = page_polygons(gt_dir, log)
+    pred = page_polygons(pred_dir, log)
+    missing = sorted(set(gt) - set(pred))
+    for name in missing:
+        log.skip_file(pred_dir / f"{name}.xml", "no prediction for ground-truth page", "scored as zero lines")
+    scores = [score_page(name, pred.get(name, []), gt[name]) for name in sorted(gt)]
+    total = {"pages": len(scores), "gt_lines": sum(s.gt_lines for s in scores),
+             "pred_lines": sum(s.pred_lines for s in scores),
+             "over_segmented": sum(s.over for s in scores), "under_segmented": sum(s.under for s in scores),
+             "same_order_pages": sum(s.same_order for s in scores)}
+    total["same_order_rate"] = round(total["same_order_pages"] / len(scores), 4) if scores else 0.0
+    total["order_agreement_mean"] = round(float(np.mean([s.order_agreement for s in scores])), 4) if scores else 0.0
+    total["pages_at_most_one_line_out_of_order"] = sum(
+        1 for s in scores if s.in_order >= s.matched["0.5"] - 1)
+    for threshold in THRESHOLDS:
+        matched = sum(s.matched[str(threshold)] for s in scores)
+        total[f"iou>={threshold}"] = {"matched": matched, **prf(matched, total["pred_lines"], total["gt_lines"])}
+    pages = []
+    for s in scores:
+        row = asdict(s)
+        row["mean_iou"] = round(s.mean_iou, 4)
+        for threshold in THRESHOLDS:
+            row[f"iou>={threshold}"] = prf(s.matched[str(threshold)], s.pred_lines, s.gt_lines)
+        pages.append(row)
+    return {"pred": str(pred_dir), "gt": str(gt_dir), "total": total, "pages": pages,
+            "pages_without_prediction": missing}
+
+
+def table(report: dict, worst: int = 5) -> str:
+    """Short text summary: totals and the worst pages by F1 at IoU >= 0.5."""
+    t = report["total"]
+    lines = [f"{'':12} {'P':>7} {'R':>7} {'F1':>7}"]
+    for threshold in THRESHOLDS:
+        s = t[f"iou>={threshold}"]
+        lines.append(f"IoU>={threshold:<7} {s['precision']:7.4f} {s['recall']:7.4f} {s['f1']:7.4f}")
+    lines.append(f"pages {t['pages']}, GT lines {t['gt_lines']}, predicted {t['pred_lines']}, "
+                 f"over-segmented {t['over_segmented']}, under-segmented {t['under_segmented']}, "
+                 f"same reading order {t['same_order_pages']}/{t['pages']} "
+                 f"(at most one line out of order: {t['pages_at_most_one_line_out_of_order']}/{t['pages']}, "
+                 f"mean order agreement {t['order_agreement_mean']:.4f})")
+    bad = sorted(report["pages"], key=lambda p: (p["iou>=0.5"]["f1"], p["page"]))[:worst]
+    bad = [p for p in bad if p["iou>=0.5"]["f1"] < 1.0 or not p["same_order"]]
+    if bad:
+        lines.append("worst pages (F1@0.5, GT/pred lines, over/under, order):")
+        for p in bad:
+            lines.append(f"  {p['page']}: {p['iou>=0.5']['f1']:.3f}  {p['gt_lines']}/{p['pred_lines']}  "
+                         f"{p['over']}/{p['under']}  {'ok' if p['same_order'] else 'DIFFERENT'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="htr segment-eval",
+        description="Score predicted text lines (ALTO from 'htr segment') against ground-truth "
+                    "ALTO or PAGE XML, page files matched by name: P/R/F1 at IoU>=0.5 and 0.75 "
+                    "(one-to-one matching of line polygons), over/under-segmentation, reading order.")
+    parser.add_argument("--pred", type=Path, required=True, help="folder of predicted ALTO files")
+    parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth ALTO/PAGE files")
+    parser.add_argument("--out", type=Path, help="write the full report (per page and total) as JSON here")
+    args = parser.parse_args(argv)
+    for folder in (args.pred, args.gt):
+        if not folder.exists():
+            print(f"htr segment-eval: {folder}: no such file or folder", file=sys.stderr)
+            return 2
+    log = SkipLog()
+    report = evaluate(args.pred, args.gt, log)
+    print(table(report))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
+    return 0 if report["pages"] else 1
