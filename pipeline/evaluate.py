@@ -2,7 +2,8 @@
 
 Errors are edit operations (substitutions, insertions, deletions, from rapidfuzz)
 summed over the whole set and divided by the total reference length, the usual
-convention for Rimes and IAM (not a mean of per-line rates).  Words are the
+convention for Rimes and IAM (not a mean of per-line rates).  Characters are
+those of :func:`lm.text.normalize` (NFC, one apostrophe), words the
 tokens of :func:`lm.text.tokenize`, so punctuation marks count as words.  A
 bootstrap over lines gives 95% confidence intervals, and a paired bootstrap
 gives the interval of a relative reduction between two systems on the same lines.
@@ -85,6 +86,11 @@ class Evaluation:
         return table[:, 0], table[:, 1], table[:, 2], table[:, 3]
 
 
+def normalize(text: str) -> str:
+    from lm.text import normalize as normalize_text
+    return normalize_text(text)
+
+
 def default_tokenize(text: str) -> list[str]:
     from lm.text import tokenize
     return tokenize(text)
@@ -98,7 +104,7 @@ def evaluate(refs: dict[str, str], hyps: dict[str, str],
         hyp = hyps.get(line_id)
         result.lines.append(LineResult(
             id=line_id, ref=ref, hyp=hyp or "", missing=hyp is None,
-            chars=edit_counts(ref, hyp or ""),
+            chars=edit_counts(normalize(ref), normalize(hyp or "")),
             words=edit_counts(tokenize(ref), tokenize(hyp or ""))))
     return result
 

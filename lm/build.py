@@ -1,0 +1,222 @@
+"""``htr lm``: lexicon and KenLM n-gram models from plain text.
+
+Writes into ``--out DIR`` (everything a decoder needs, found by directory):
+
+* ``lexicon.txt``   LM tokens (:func:`lm.text.tokenize`) with counts, most frequent first,
+  after the ``--max-words`` / ``--min-count`` cut;
+* ``words.txt``     surface words (what a CTC line shows between spaces, punctuation
+  attached, case kept) whose tokens are all in the lexicon: the strict lexicon decoder's
+  vocabulary;
+* ``lm.arpa``, ``lm.bin``  word-token n-gram (``lmplz`` + ``build_binary``);
+* ``char.arpa``, ``char.bin``  with ``--char``: character n-gram, space written ``<sp>``;
+* ``lm.json``       settings and statistics (perplexity and OOV rate on ``--dev``).
+
+KenLM's query code (the ``kenlm`` module and flashlight-text) is compiled for n-gram
+orders up to 6, so both orders are capped at 6.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_prep.cliconfig import CliConfig
+from data_prep.records import atomic_write_text, read_manifest
+from lm.text import normalize, surface_words, tokenize
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TOOLS = PROJECT_ROOT / "tools" / "bin"
+MAX_ORDER = 6  # KENLM_MAX_ORDER of the kenlm and flashlight-text wheels
+SPACE = "<sp>"  # the space character in the character LM
+
+
+@dataclass
+class LmConfig(CliConfig):
+    order: int = field(default=3, metadata={"help": "word n-gram order (2-6)"})
+    max_words: int = field(default=0, metadata={"help": "keep only the N most frequent tokens (0: all)"})
+    min_count: int = field(default=1, metadata={"help": "drop tokens seen fewer times"})
+    lowercase: bool = field(default=False, metadata={"help": "fold case in the word LM and lexicon (the character LM keeps case)"})
+    char: bool = field(default=False, metadata={"help": "also build a character n-gram (for --decoder char-lm)"})
+    char_order: int = field(default=6, metadata={"help": "character n-gram order (2-6)"})
+    memory: str = field(default="1G", metadata={"help": "lmplz memory budget (-S)"})
+
+
+def tool(name: str) -> Path:
+    path = TOOLS / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: KenLM tool missing; run 'make setup' to build lmplz and build_binary")
+    return path
+
+
+def read_lines(path: Path) -> list[str]:
+    """Sentences of a text file (one per line) or the texts of a line manifest (.jsonl)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: text file not found")
+    if path.suffix == ".jsonl":
+        return [record.text for record in read_manifest(path)]
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def count_vocabulary(lines: list[str], config: LmConfig) -> tuple[Counter, Counter, list[list[str]]]:
+    """Token counts, surface-word counts and the tokenised sentences."""
+    tokens, surfaces, sentences = Counter(), Counter(), []
+    for line in lines:
+        sentence = tokenize(line, config.lowercase)
+        if not sentence:
+            continue
+        sentences.append(sentence)
+        tokens.update(sentence)
+        surfaces.update(surface_words(line))
+    return tokens, surfaces, sentences
+
+
+def cut_vocabulary(tokens: Counter, config: LmConfig) -> Counter:
+    kept = [(t, c) for t, c in tokens.most_common() if c >= config.min_count]
+    if config.max_words > 0:
+        kept = kept[:config.max_words]
+    return Counter(dict(kept))
+
+
+def run_lmplz(corpus: Path, arpa: Path, order: int, config: LmConfig, tmp: Path,
+              vocab: Path | None = None) -> bool:
+    """Run lmplz; retries with ``--discount_fallback`` when the corpus is too small for
+    Kneser-Ney discount estimation.  Returns whether the fallback was needed."""
+    base = [str(tool("lmplz")), "-o", str(order), "-S", config.memory, "-T", str(tmp),
+            "--arpa", str(arpa), "--text", str(corpus)]
+    if vocab is not None:
+        base += ["--limit_vocab_file", str(vocab)]
+    for fallback in (False, True):
+        command = base + (["--discount_fallback"] if fallback else [])
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode == 0:
+            return fallback
+        if "discount" not in result.stderr.lower() or fallback:
+            tail = "\n".join(result.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"lmplz failed on {corpus} (order {order}):\n{tail}")
+    raise AssertionError("unreachable")
+
+
+def build_binary(arpa: Path, binary: Path) -> None:
+    tmp = binary.with_name(f".{binary.name}.tmp")
+    result = subprocess.run([str(tool("build_binary")), "-S", "1G", str(arpa), str(tmp)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"build_binary failed on {arpa}:\n{result.stderr.strip()[-800:]}")
+    tmp.replace(binary)
+
+
+def char_sequence(line: str) -> list[str]:
+    """Characters of a line for the character LM.  Case is kept: the char-lm decoder maps
+    each output label to one LM symbol."""
+    return [SPACE if c == " " else c for c in normalize(line)]
+
+
+def perplexity(model_path: Path, sentences: list[list[str]], vocabulary: set[str]) -> dict:
+    """Perplexity (with </s>, OOVs included as KenLM scores them) and OOV rate."""
+    import kenlm
+    model = kenlm.Model(str(model_path))
+    total, count, oov = 0.0, 0, 0
+    for sentence in sentences:
+        total += model.score(" ".join(sentence), bos=True, eos=True)
+        count += len(sentence) + 1
+        oov += sum(token not in vocabulary for token in sentence)
+    tokens = sum(len(s) for s in sentences)
+    return {"perplexity": round(10 ** (-total / max(1, count)), 3),
+            "oov_rate": round(oov / max(1, tokens), 5), "tokens": tokens}
+
+
+def write_counts(path: Path, counts: Counter) -> None:
+    atomic_write_text(path, "".join(f"{w}\t{c}\n" for w, c in counts.most_common()))
+
+
+def read_counts(path: Path) -> dict[str, int]:
+    counts = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        word, _, count = line.rpartition("\t")
+        if word:
+            counts[word] = int(count)
+    return counts
+
+
+def build(texts: list[Path], out: Path, config: LmConfig, dev: Path | None = None) -> dict:
+    """Build lexicon and models into ``out``; returns the statistics written to lm.json."""
+    for name, order in (("order", config.order), ("char_order", config.char_order)):
+        if not 2 <= order <= MAX_ORDER:
+            raise ValueError(f"--{name.replace('_', '-')} {order}: KenLM's query code here supports orders 2-{MAX_ORDER}")
+    lines = [line for path in texts for line in read_lines(path)]
+    tokens, surfaces, sentences = count_vocabulary(lines, config)
+    if not sentences:
+        raise ValueError(f"no text in {', '.join(map(str, texts))}")
+    lexicon = cut_vocabulary(tokens, config)
+    words = Counter({w: c for w, c in surfaces.items()
+                     if all(t in lexicon for t in tokenize(w, config.lowercase))})
+    out.mkdir(parents=True, exist_ok=True)
+    stats: dict = {"config": config.to_dict(), "texts": [str(p) for p in texts],
+                   "sentences": len(sentences), "corpus_tokens": sum(tokens.values()),
+                   "lexicon_size": len(lexicon), "surface_words": len(words)}
+    with tempfile.TemporaryDirectory(dir=out, prefix=".lm-") as tmpdir:
+        tmp = Path(tmpdir)
+        corpus = tmp / "corpus.txt"
+        corpus.write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")
+        vocab = None
+        if len(lexicon) < len(tokens):
+            vocab = tmp / "vocab.txt"
+            vocab.write_text("\n".join(lexicon) + "\n", encoding="utf-8")
+        stats["discount_fallback"] = run_lmplz(corpus, tmp / "lm.arpa", config.order, config, tmp, vocab)
+        build_binary(tmp / "lm.arpa", tmp / "lm.bin")
+        if config.char:
+            chars = tmp / "chars.txt"
+            chars.write_text("".join(" ".join(char_sequence(line)) + "\n"
+                                     for line in lines if line.strip()), encoding="utf-8")
+            stats["char_discount_fallback"] = run_lmplz(chars, tmp / "char.arpa", config.char_order, config, tmp)
+            build_binary(tmp / "char.arpa", tmp / "char.bin")
+        for name in ("lm.arpa", "lm.bin", "char.arpa", "char.bin"):
+            if (tmp / name).exists():
+                (tmp / name).replace(out / name)
+    (out / "tuned.json").unlink(missing_ok=True)  # weights tuned for the previous models
+    write_counts(out / "lexicon.txt", lexicon)
+    write_counts(out / "words.txt", words)
+    if dev is not None:
+        dev_lines = read_lines(dev)
+        dev_sentences = [s for s in (tokenize(line, config.lowercase) for line in dev_lines) if s]
+        stats["dev"] = {"file": str(dev), **perplexity(out / "lm.bin", dev_sentences, set(lexicon))}
+        if config.char:
+            char_sentences = [char_sequence(line) for line in dev_lines if line.strip()]
+            stats["dev"]["char_perplexity"] = perplexity(out / "char.bin", char_sentences, set())["perplexity"]
+    atomic_write_text(out / "lm.json", json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="htr lm",
+        description="Build the lexicon and KenLM n-gram language models (word tokens; optionally "
+                    "characters) that 'htr decode' uses.  Text files hold one sentence per line; "
+                    "a .jsonl line manifest contributes its transcriptions.")
+    parser.add_argument("--text", type=Path, nargs="+", required=True, help="training text files or manifests")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--dev", type=Path, help="held-out text/manifest: report perplexity and OOV rate")
+    LmConfig.add_arguments(parser)
+    args = parser.parse_args(argv)
+    config = LmConfig.from_args(args)
+    try:
+        stats = build(args.text, args.out, config, args.dev)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"htr lm: {error}", file=sys.stderr)
+        return 1
+    summary = {k: stats[k] for k in ("sentences", "corpus_tokens", "lexicon_size", "surface_words")}
+    print(f"{args.out}: {json.dumps(summary)}")
+    if "dev" in stats:
+        print(f"dev {args.dev}: {json.dumps({k: v for k, v in stats['dev'].items() if k != 'file'})}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

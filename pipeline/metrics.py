@@ -1,0 +1,57 @@
+"""Character and word error rates, summed over a set of lines.
+
+CER: edit distance over the normalised characters; WER: edit distance over the tokens of
+:func:`lm.text.tokenize` (punctuation counts as words).  Both are total edits divided by
+total reference length, the usual corpus-level definition (not a mean of line rates).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from rapidfuzz.distance import Levenshtein
+
+from lm.text import normalize, tokenize
+from pipeline.evaluate import read_texts  # noqa: F401  (re-exported: tune and scripts read texts from here)
+
+
+@dataclass
+class ErrorRates:
+    char_errors: int = 0
+    chars: int = 0
+    word_errors: int = 0
+    words: int = 0
+    lines: int = 0
+
+    @property
+    def cer(self) -> float:
+        return self.char_errors / max(1, self.chars)
+
+    @property
+    def wer(self) -> float:
+        return self.word_errors / max(1, self.words)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "cer": round(self.cer, 6), "wer": round(self.wer, 6)}
+
+
+def error_rates(pairs: Iterable[tuple[str, str]], lowercase: bool = False) -> ErrorRates:
+    """Corpus CER/WER of ``(reference, hypothesis)`` pairs."""
+    rates = ErrorRates()
+    for reference, hypothesis in pairs:
+        ref_chars, hyp_chars = normalize(reference, lowercase), normalize(hypothesis, lowercase)
+        ref_words, hyp_words = tokenize(reference, lowercase), tokenize(hypothesis, lowercase)
+        rates.char_errors += Levenshtein.distance(ref_chars, hyp_chars)
+        rates.chars += len(ref_chars)
+        rates.word_errors += Levenshtein.distance(ref_words, hyp_words)
+        rates.words += len(ref_words)
+        rates.lines += 1
+    return rates
+
+
+def score_files(reference: Path, hypothesis: Path, lowercase: bool = False) -> ErrorRates:
+    """Error rates of a hypothesis TSV against references; missing lines count as empty."""
+    refs, hyps = read_texts(reference), read_texts(hypothesis)
+    return error_rates(((text, hyps.get(key, "")) for key, text in refs.items()), lowercase)

@@ -1,0 +1,125 @@
+"""``htr tune``: choose the LM weight and word insertion bonus on dev log-probabilities.
+
+Coordinate search (default: weight, then bonus, then weight again) or a full grid over
+the given values; the score is corpus WER (ties broken by CER) of the decoded dev lines
+against their references.  The best values go to ``LM_DIR/tuned.json`` under the decoder's
+name, where ``htr decode`` picks them up as defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from data_prep.records import atomic_write_text
+from pipeline.decode import LM_DECODERS, DecodeConfig, decode_all
+from pipeline.logits import LogitCache, load_logits
+from pipeline.metrics import ErrorRates, error_rates, read_texts
+
+DEFAULT_WEIGHTS = "0.25,0.5,0.75,1,1.5,2,3,4"
+DEFAULT_BONUSES = "-2,-1,0,1,2,4"
+
+
+def floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from error
+
+
+class Scorer:
+    """Decodes the dev set at given (weight, bonus) values, remembering every result."""
+
+    def __init__(self, cache: LogitCache, refs: dict[str, str], config: DecodeConfig, lm: Path, jobs: int) -> None:
+        self.cache, self.refs, self.config, self.lm, self.jobs = cache, refs, config, lm, jobs
+        self.results: dict[tuple[float, float], ErrorRates] = {}
+
+    def __call__(self, weight: float, bonus: float) -> tuple[float, float]:
+        key = (weight, bonus)
+        if key not in self.results:
+            config = replace(self.config, lm_weight=weight, word_bonus=bonus)
+            hypotheses = decode_all(self.cache.logprobs, self.cache.alphabet, self.cache.blank, config,
+                                    self.lm, self.jobs, progress=False)
+            pairs = ((self.refs[i], h.text) for i, h in zip(self.cache.ids, hypotheses))
+            self.results[key] = error_rates(pairs)
+            rates = self.results[key]
+            print(f"  lm_weight {weight:g} word_bonus {bonus:g}: WER {rates.wer:.4f} CER {rates.cer:.4f}", flush=True)
+        rates = self.results[key]
+        return rates.wer, rates.cer
+
+    def best(self) -> tuple[float, float]:
+        return min(self.results, key=lambda key: (self.results[key].wer, self.results[key].cer))
+
+
+def coordinate_search(score: Scorer, weights: list[float], bonuses: list[float], rounds: int = 2) -> None:
+    bonus = 0.0 if 0.0 in bonuses else bonuses[len(bonuses) // 2]
+    weight = weights[len(weights) // 2]
+    for _ in range(rounds):
+        weight = min(weights, key=lambda w: score(w, bonus))
+        bonus = min(bonuses, key=lambda b: score(weight, b))
+
+
+def grid_search(score: Scorer, weights: list[float], bonuses: list[float]) -> None:
+    for weight in weights:
+        for bonus in bonuses:
+            score(weight, bonus)
+
+
+def write_tuned(lm: Path, decoder: str, entry: dict) -> None:
+    path = lm / "tuned.json"
+    tuned = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    tuned[decoder] = entry
+    atomic_write_text(path, json.dumps(tuned, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="htr tune",
+        description="Search the LM weight and word insertion bonus of an LM decoder on dev "
+                    "log-probabilities; the best pair is written to LM_DIR/tuned.json.")
+    parser.add_argument("--logits", type=Path, required=True, help="dev log-probability cache (.npz)")
+    parser.add_argument("--refs", type=Path, required=True, help="dev references: manifest (.jsonl) or id<TAB>text")
+    parser.add_argument("--lm", type=Path, required=True, help="LM directory built by 'htr lm'")
+    parser.add_argument("--decoder", choices=LM_DECODERS, default="lexicon")
+    parser.add_argument("--beam", type=int, default=32, help="beam size while tuning")
+    parser.add_argument("--weights", type=floats, default=floats(DEFAULT_WEIGHTS), help="LM weights to try")
+    parser.add_argument("--bonuses", type=floats, default=floats(DEFAULT_BONUSES), help="word bonuses to try")
+    parser.add_argument("--search", choices=("coordinate", "grid"), default="coordinate")
+    parser.add_argument("--max-lines", type=int, default=0, help="tune on the first N lines only (0: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    args = parser.parse_args(argv)
+    try:
+        cache = load_logits(args.logits)
+        refs = read_texts(args.refs)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"htr tune: {error}", file=sys.stderr)
+        return 1
+    known = [i for i, line_id in enumerate(cache.ids) if line_id in refs]
+    if not known:
+        print(f"htr tune: no line of {args.logits} has a reference in {args.refs}", file=sys.stderr)
+        return 1
+    cache = cache.subset(known[:args.max_lines] if args.max_lines > 0 else known)
+    config = DecodeConfig(decoder=args.decoder, beam=args.beam)
+    score = Scorer(cache, refs, config, args.lm, args.jobs)
+    print(f"tuning {args.decoder} on {len(cache)} lines ({args.search} search, beam {args.beam})")
+    try:
+        (grid_search if args.search == "grid" else coordinate_search)(score, args.weights, args.bonuses)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"htr tune: {error}", file=sys.stderr)
+        return 1
+    weight, bonus = score.best()
+    rates = score.results[(weight, bonus)]
+    entry = {"lm_weight": weight, "word_bonus": bonus, "wer": round(rates.wer, 5), "cer": round(rates.cer, 5),
+             "lines": len(cache), "beam": args.beam, "logits": str(args.logits),
+             "tried": [{"lm_weight": w, "word_bonus": b, "wer": round(r.wer, 5), "cer": round(r.cer, 5)}
+                       for (w, b), r in score.results.items()]}
+    write_tuned(args.lm, args.decoder, entry)
+    print(f"{args.lm / 'tuned.json'}: {args.decoder} lm_weight {weight:g} word_bonus {bonus:g} "
+          f"(dev WER {rates.wer:.4f}, CER {rates.cer:.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
