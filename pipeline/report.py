@@ -125,8 +125,8 @@ def learning_curves(exp: Experiment, path: Path) -> bool:
             continue
         rows = json.loads(metrics_path.read_text())
         epochs = [r["epoch"] for r in rows]
-        loss_ax.plot(epochs, [r["train_loss"] for r in rows], label=variant)
-        cer_ax.plot(epochs, [r["dev_cer"] for r in rows], label=variant)
+        loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", markersize=3, label=variant)
+        cer_ax.plot(epochs, [r["dev_cer"] for r in rows], "o-", markersize=3, label=variant)
         drawn = True
     loss_ax.set(xlabel="epoch", ylabel="train CTC loss", title="training loss")
     cer_ax.set(xlabel="epoch", ylabel="dev CER % (greedy)", title="dev CER")
@@ -230,7 +230,7 @@ def cost_rows(exp: Experiment) -> list[list[str]]:
     for system in exp.systems:
         seconds = [t["seconds"] for name, t in timings.items() if name.startswith("decode test ") and name.endswith(system.name)]
         if seconds:
-            rows.append([f"decode '{system.name}' (incl. process start)",
+            rows.append([f"decode '{system.name}' (test lines, whole step)",
                          f"{test_lines * len(seconds) / sum(seconds):.1f} lines/s"])
     return rows
 
