@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("pipeline.evaluate", "CER/WER of hypotheses against references, with bootstrap intervals"),
     "run": ("pipeline.run", "run a whole experiment from a TOML config (resumable)"),
     "report": ("pipeline.report", "experiment folder -> Markdown + HTML report with tables and plots"),
+    "transcribe": ("pipeline.transcribe", "page images -> text and ALTO (segment, recognise, decode)"),
     "lm": ("lm.build", "text -> lexicon + KenLM word (and character) n-gram models"),
     "decode": ("pipeline.decode", "cached log-probs -> text (greedy, beam, beam-lm, lexicon, char-lm)"),
     "tune": ("pipeline.tune", "search LM weight and word bonus on dev log-probs"),
