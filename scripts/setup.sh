@@ -63,8 +63,9 @@ build_kenlm_tools() {
     tar -xzf "$src"/kenlm-*.tar.gz -C "$src"
     local kdir; kdir="$(find "$src" -maxdepth 1 -type d -name 'kenlm-*' | head -1)"
     mkdir -p "$kdir/build"
-    (cd "$kdir/build" && cmake .. -DCMAKE_BUILD_TYPE=Release >/dev/null \
-        && make -j"$(nproc)" lmplz build_binary >/dev/null)
+    local log="$TOOLS/kenlm-build.log"
+    (cd "$kdir/build" && cmake .. -DCMAKE_BUILD_TYPE=Release && make -j"$(nproc)" lmplz build_binary) >"$log" 2>&1 \
+        || { tail -30 "$log" >&2; echo "error: building KenLM's lmplz failed; full log: $log" >&2; exit 1; }
     cp "$kdir/build/bin/lmplz" "$kdir/build/bin/build_binary" "$TOOLS/bin/"
     rm -rf "$src"
 }
