@@ -57,8 +57,9 @@ class Experiment:
     systems: list[System]
     tune_decoder: str
     jobs: int
-    prepare: list[str]  # htr prepare argv that creates the data when it is missing
+    prepare: list[list[str]]  # htr prepare commands that create the data when it is missing
     title: str
+    train_until: str = "minutes"  # "minutes": one run of max_minutes is the whole training; "epochs": see below
 
 
 def _require(table: dict, key: str, where: str) -> Any:
@@ -91,8 +92,15 @@ def load_experiment(path: Path, folder: Path | None = None) -> Experiment:
         test_pages=Path(pages) if pages else None,
         variants=variants, train_options=data.get("train", {}), lm_options=data.get("lm", {}),
         systems=systems, tune_decoder=decode.get("tune_decoder", "lexicon"),
-        jobs=int(data.get("jobs", 2)), prepare=list(dataset.get("prepare", [])),
-        title=data.get("title", Path(path).stem))
+        jobs=int(data.get("jobs", 2)), prepare=_commands(dataset.get("prepare", [])),
+        title=data.get("title", Path(path).stem), train_until=data.get("train_until", "minutes"))
+
+
+def _commands(value: list) -> list[list[str]]:
+    """``prepare`` is one htr argv (a list of strings) or a list of them."""
+    if value and all(isinstance(item, str) for item in value):
+        return [list(value)]
+    return [list(item) for item in value]
 
 
 def flags(options: dict[str, Any]) -> list[str]:
@@ -214,16 +222,37 @@ def run_step(step: Step, exp: Experiment) -> float:
     if code != 0:
         raise RuntimeError(f"step '{step.name}' failed (exit {code}): htr {' '.join(argv)}")
     if step.argv[0] == "train":
+        if exp.train_until == "epochs" and not _training_finished(model):
+            raise TrainingPaused(f"training of {model.name} paused after this session's max_minutes; "
+                                 "rerun the same command to continue it")
         atomic_write_text(model / "DONE", "training finished\n")
     return time.perf_counter() - start
+
+
+class TrainingPaused(RuntimeError):
+    """A long training stopped at its per-run time limit and will continue on the next run."""
+
+
+def _training_finished(model: Path) -> bool:
+    """With train_until = "epochs": max_epochs reached, or early stopping triggered."""
+    config = json.loads((model / "train_config.json").read_text())
+    metrics = json.loads((model / "metrics.json").read_text()) if (model / "metrics.json").exists() else []
+    if len(metrics) >= config["max_epochs"]:
+        return True
+    patience = config.get("patience", 0)
+    if not patience or not metrics:
+        return False
+    best = min(range(len(metrics)), key=lambda i: metrics[i]["dev_cer"])
+    return len(metrics) - 1 - best >= patience
 
 
 def run(exp: Experiment, config_path: Path, only: str | None = None) -> None:
     exp.folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config_path, exp.folder / "config.toml")
-    if exp.prepare and not exp.train.exists():
-        print(f"==> preparing the data: htr {' '.join(exp.prepare)}", flush=True)
-        subprocess.run([sys.executable, "-m", "pipeline.cli", *exp.prepare], check=True)
+    if exp.prepare and not all(p.exists() for p in (exp.train, exp.dev, exp.test)):
+        for command in exp.prepare:
+            print(f"==> preparing the data: htr {' '.join(command)}", flush=True)
+            subprocess.run([sys.executable, "-m", "pipeline.cli", *command], check=True)
     timings_path = exp.folder / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     wanted = set(only.split(",")) if only else None
@@ -264,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         run(exp, args.config, args.only)
+    except TrainingPaused as error:
+        print(f"htr run: {error}")
+        return 0
     except (RuntimeError, subprocess.CalledProcessError) as error:
         print(f"htr run: {error}\nFix the problem, then rerun the same command to continue.", file=sys.stderr)
         return 1
