@@ -1,0 +1,213 @@
+"""Line images and labels for training and recognition.
+
+* Alphabet: the characters of the training texts; index 0 is the CTC blank (``""``),
+  so ``alphabet[k]`` is the symbol of output ``k`` for every model and decoder.
+* Normalisation: grayscale, inverted (ink = 1), the line's background level (its
+  median) subtracted, scaled to a fixed height keeping the aspect ratio, squeezed to
+  ``max_width`` if wider.  Background is 0, so zero padding *is* background padding.
+* Batches: widths are read from image headers up front; lines are shuffled, sorted by
+  width within chunks and cut into batches (width bucketing: little padding) and the
+  batch order is a function of (seed, epoch) so a resumed run sees the same order.
+* Lines whose label cannot fit the network's output frames (CTC needs
+  frames >= label length + repeated letters) are skipped and counted, by name.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from data_prep import skips
+from data_prep.records import LineRecord, read_manifest, resolve_image
+from data_prep.skips import SkipLog
+
+BLANK = ""
+TOO_SHORT = "line too short for its label"
+UNKNOWN_CHARS = "characters not in the alphabet"
+
+
+def build_alphabet(texts: Sequence[str]) -> list[str]:
+    """Blank first, then every character of ``texts`` in code-point order."""
+    return [BLANK] + sorted(set("".join(texts)))
+
+
+def encode(text: str, index: dict[str, int]) -> list[int]:
+    """Class ids of the characters of ``text`` that are in the alphabet."""
+    return [index[char] for char in text if char in index]
+
+
+def min_frames(labels: Sequence[int]) -> int:
+    """Frames CTC needs for a label: one per symbol plus a blank between repeats."""
+    repeats = sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+    return len(labels) + repeats
+
+
+def normalise_image(image: Image.Image, height: int, max_width: int) -> np.ndarray:
+    """Grayscale line -> float32 (height, width) array, ink 1, background 0."""
+    gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    ink = 1.0 - gray
+    ink = np.clip(ink - np.median(ink), 0.0, None)
+    peak = ink.max()
+    if peak > 0:
+        ink /= peak
+    width = scaled_width(gray.shape[1], gray.shape[0], height, max_width)
+    scaled = Image.fromarray((ink * 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)
+    return np.asarray(scaled, dtype=np.float32) / 255.0
+
+
+def scaled_width(width: int, height: int, target_height: int, max_width: int) -> int:
+    return max(1, min(max_width, round(width * target_height / max(1, height))))
+
+
+@dataclass
+class Line:
+    """One usable line: where its image is, its label and its normalised width."""
+
+    id: str
+    path: Path
+    text: str
+    labels: list[int]
+    width: int
+
+
+def load_lines(manifest: Path, alphabet: list[str], height: int, max_width: int,
+               frames: Callable[[int], int] | None, log: SkipLog) -> list[Line]:
+    """Usable lines of a manifest.  Missing/unreadable images are skipped and counted;
+    with ``frames`` (training) lines too short for their label are too."""
+    index = {char: i for i, char in enumerate(alphabet) if i}
+    lines = []
+    for record in read_manifest(Path(manifest)):
+        line = _load_line(Path(manifest), record, index, height, max_width, frames, log)
+        if line is not None:
+            lines.append(line)
+    return lines
+
+
+def _load_line(manifest: Path, record: LineRecord, index: dict[str, int], height: int,
+               max_width: int, frames: Callable[[int], int] | None, log: SkipLog) -> Line | None:
+    path = resolve_image(manifest, record)
+    if not path.is_file():
+        log.skip_line(path, skips.MISSING_IMAGE, f"line {record.id}")
+        return None
+    try:
+        with Image.open(path) as image:
+            width, image_height = image.size
+    except (UnidentifiedImageError, OSError) as error:
+        log.skip_line(path, skips.UNREADABLE_IMAGE, str(error))
+        return None
+    labels = encode(record.text, index)
+    if frames is not None:
+        if len(labels) != len(record.text):
+            missing = "".join(sorted(set(record.text) - set(index)))
+            log.skip_line(path, UNKNOWN_CHARS, f"line {record.id}: {missing!r}")
+            return None
+        if not labels:
+            log.skip_line(path, skips.EMPTY_TEXT, f"line {record.id}")
+            return None
+        norm_width = scaled_width(width, image_height, height, max_width)
+        if frames(norm_width) < min_frames(labels):
+            log.skip_line(path, TOO_SHORT, f"line {record.id}: {frames(norm_width)} frames for "
+                          f"{len(labels)} characters, {min_frames(labels)} needed")
+            return None
+    return Line(record.id, path, record.text, labels, scaled_width(width, image_height, height, max_width))
+
+
+class LineDataset(torch.utils.data.Dataset):
+    """Normalised line images (cached in memory as uint8) with optional light augmentation.
+
+    Augmentation draws from the global torch RNG (saved in checkpoints, so resumed runs
+    draw the same numbers): random width scaling (0.85-1.15), slant (shear -0.3..0.3)
+    and ink gain (0.7-1.0).
+    """
+
+    def __init__(self, lines: list[Line], height: int, max_width: int, augment: bool = False, cache: bool = True):
+        self.lines, self.height, self.max_width = lines, height, max_width
+        self.augment, self.cache = augment, cache
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def image(self, i: int) -> np.ndarray:
+        """Normalised line, quantised to 8 bits whether cached or not (so a resumed run,
+        with an empty cache, sees exactly the same pixels)."""
+        pixels = self._cache.get(i)
+        if pixels is None:
+            with Image.open(self.lines[i].path) as image:
+                pixels = np.round(normalise_image(image, self.height, self.max_width) * 255).astype(np.uint8)
+            if self.cache:
+                self._cache[i] = pixels
+        return pixels.astype(np.float32) / 255.0
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, Line]:
+        array = self.image(i)
+        if self.augment:
+            array = augment(array, self.max_width)
+        return torch.from_numpy(array)[None], self.lines[i]
+
+
+def augment(array: np.ndarray, max_width: int) -> np.ndarray:
+    """Light geometric and intensity jitter of a normalised line."""
+    scale, shear, gain = (torch.rand(3) * torch.tensor([0.3, 0.6, 0.3]) + torch.tensor([0.85, -0.3, 0.7])).tolist()
+    height, width = array.shape
+    new_width = max(1, min(max_width, round(width * scale)))
+    image = Image.fromarray((array * 255).astype(np.uint8))
+    # x_in = x_out / scale + shear * (y - h/2): slant around the middle row
+    image = image.transform((new_width, height), Image.AFFINE,
+                            (width / new_width, shear, -shear * height / 2, 0, 1, 0), Image.BILINEAR)
+    return np.asarray(image, dtype=np.float32) / 255.0 * gain
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B, 1, H, Wmax), zero (background) padded on the right
+    widths: torch.Tensor  # (B,)
+    targets: torch.Tensor  # concatenated labels
+    target_lengths: torch.Tensor  # (B,)
+    lines: list[Line]
+
+
+def collate(items: list[tuple[torch.Tensor, Line]]) -> Batch:
+    widths = torch.tensor([image.shape[-1] for image, _ in items])
+    images = torch.zeros(len(items), 1, items[0][0].shape[1], int(widths.max()))
+    for k, (image, _) in enumerate(items):
+        images[k, :, :, : image.shape[-1]] = image
+    lines = [line for _, line in items]
+    targets = torch.tensor([label for line in lines for label in line.labels], dtype=torch.long)
+    lengths = torch.tensor([len(line.labels) for line in lines], dtype=torch.long)
+    return Batch(images, widths, targets, lengths, lines)
+
+
+def bucket_batches(widths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                   chunk_batches: int = 20) -> list[list[int]]:
+    """Batches of indices for one epoch: shuffle, sort by width within chunks of
+    ``chunk_batches`` batches, cut, shuffle the batches.  Deterministic in (seed, epoch)."""
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(widths)))
+    rng.shuffle(order)
+    chunk = batch_size * chunk_batches
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start: start + chunk], key=lambda i: widths[i])
+        batches += [part[k: k + batch_size] for k in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(widths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Inference batches: indices sorted by width (least padding), in fixed order."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    return [order[k: k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def rank_share(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
+    """This process's batches under data parallelism: every ``world``-th batch, all ranks
+    getting the same count (the tail is dropped) so gradient all-reduces stay in step."""
+    usable = len(batches) // world * world if world > 1 else len(batches)
+    return batches[rank:usable:world]
+

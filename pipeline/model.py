@@ -1,0 +1,235 @@
+"""Optical models: the Graves/Pham MDLSTM network and a CNN + 1D BLSTM baseline.
+
+Both map a batch of normalised line images ``(B, 1, H, W)`` (ink = 1, background = 0)
+and their true widths to CTC log-probabilities ``(T, B, N)`` plus the number of valid
+frames of each line.  Both reduce the width 8x by default, so a line of width ``W``
+gives ``ceil(W / 8)`` frames; :meth:`frames` says how many, so training can skip lines
+too short for their label before running the network.
+
+Dropout (Pham et al. 2014) is applied to the *outputs* of the chosen LSTM layers,
+before the next feed-forward (conv or linear) layer, never on recurrent connections:
+``none``, ``top`` (last LSTM layer only) or ``all`` (every LSTM layer).
+
+A model folder (written by ``htr train``, read by ``htr recognize``) holds
+``model.json`` (this config + the alphabet) and ``weights.pt`` (a state dict).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data_prep.cliconfig import CliConfig
+from data_prep.records import atomic_write_bytes, atomic_write_text
+
+ARCHS = ("mdlstm", "crnn")
+DROPOUT_PLACES = ("none", "top", "all")
+
+
+def int_list(text: str) -> list[int]:
+    """'2,10,50' -> [2, 10, 50]; raises ValueError with the offending text."""
+    try:
+        values = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError as error:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from error
+    if not values or min(values) <= 0:
+        raise ValueError(f"expected positive comma-separated integers, got {text!r}")
+    return values
+
+
+@dataclass
+class ModelConfig(CliConfig):
+    """Network layout and the image normalisation it expects (saved in model.json)."""
+
+    arch: str = field(default="mdlstm", metadata={"help": "network: mdlstm (Graves/Pham) or crnn (CNN + 1D BLSTM)", "choices": ARCHS})
+    height: int = field(default=64, metadata={"help": "line images are scaled to this height (px)"})
+    max_width: int = field(default=2048, metadata={"help": "wider normalised lines are squeezed to this width (px)"})
+    mdlstm_hidden: str = field(default="2,10,50", metadata={"help": "MDLSTM layer sizes (cells per direction)"})
+    mdlstm_conv: str = field(default="6,20", metadata={"help": "features of the subsampling conv layers between MDLSTM layers"})
+    block_width: int = field(default=2, metadata={"help": "input block width (space-to-depth)"})
+    block_height: int = field(default=2, metadata={"help": "input block height (space-to-depth)"})
+    sub_width: int = field(default=2, metadata={"help": "subsampling window/stride width of each conv layer"})
+    sub_height: int = field(default=4, metadata={"help": "subsampling window/stride height of each conv layer"})
+    mdlstm_impl: str = field(default="auto", metadata={"help": "2D-LSTM implementation", "choices": ("auto", "naive", "wavefront", "cpp")})
+    crnn_conv: str = field(default="16,32,48,64", metadata={"help": "CRNN conv channels (3x3, batch norm, leaky ReLU)"})
+    crnn_pools: int = field(default=3, metadata={"help": "CRNN: the first N conv layers are followed by 2x2 max pooling"})
+    crnn_lstm_hidden: int = field(default=128, metadata={"help": "CRNN: BLSTM cells per direction"})
+    crnn_lstm_layers: int = field(default=2, metadata={"help": "CRNN: number of BLSTM layers"})
+    dropout: float = field(default=0.5, metadata={"help": "dropout probability on LSTM outputs"})
+    dropout_where: str = field(default="all", metadata={"help": "LSTM layers whose outputs get dropout", "choices": DROPOUT_PLACES})
+
+    def check(self) -> None:
+        """Raise ValueError on an inconsistent layout (caught by the CLI as a message)."""
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.dropout_where not in DROPOUT_PLACES:
+            raise ValueError(f"dropout_where must be one of {DROPOUT_PLACES}, got {self.dropout_where!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if len(int_list(self.mdlstm_conv)) != len(int_list(self.mdlstm_hidden)) - 1:
+            raise ValueError("mdlstm_conv needs one entry fewer than mdlstm_hidden "
+                             f"(got {self.mdlstm_conv!r} and {self.mdlstm_hidden!r})")
+        if self.arch == "crnn" and self.crnn_pools > len(int_list(self.crnn_conv)):
+            raise ValueError("crnn_pools cannot exceed the number of conv layers")
+        if self.height < 1 or self.max_width < 8:
+            raise ValueError("height must be >= 1 and max_width >= 8")
+
+
+def model_config_of(config: ModelConfig) -> ModelConfig:
+    """The plain ModelConfig part of a subclass (e.g. the training config)."""
+    return ModelConfig(**{item.name: getattr(config, item.name) for item in fields(ModelConfig)})
+
+
+def dropout_flags(layers: int, where: str) -> list[bool]:
+    """Which of ``layers`` LSTM layers get dropout on their outputs."""
+    return [where == "all" or (where == "top" and i == layers - 1) for i in range(layers)]
+
+
+def pad_to_multiple(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Zero-pad (= background) bottom/right so H and W are multiples of the given sizes."""
+    pad_h = -x.shape[2] % height
+    pad_w = -x.shape[3] % width
+    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+
+class MDLSTMNet(nn.Module):
+    """2x2 blocks -> [MDLSTM -> dropout -> conv subsampling -> tanh]* -> MDLSTM -> dropout
+    -> linear (over the 4 directions concatenated, i.e. the sum of per-direction linears)
+    -> sum over height -> log-softmax."""
+
+    def __init__(self, config: ModelConfig, num_classes: int):
+        super().__init__()
+        from pipeline.mdlstm import MDLSTM2d  # the 2D-LSTM layer (naive / wavefront / C++)
+
+        self.config = config
+        hidden, convs = int_list(config.mdlstm_hidden), int_list(config.mdlstm_conv)
+        self.lstms, self.drops, self.convs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        channels = config.block_width * config.block_height
+        for i, (size, drop) in enumerate(zip(hidden, dropout_flags(len(hidden), config.dropout_where))):
+            self.lstms.append(MDLSTM2d(channels, size, impl=config.mdlstm_impl))
+            self.drops.append(nn.Dropout(config.dropout) if drop and config.dropout > 0 else nn.Identity())
+            if i < len(convs):
+                window = (config.sub_height, config.sub_width)
+                self.convs.append(nn.Conv2d(4 * size, convs[i], kernel_size=window, stride=window))
+                channels = convs[i]
+        self.output = nn.Linear(4 * hidden[-1], num_classes)
+        self.reduce_w = config.block_width * config.sub_width ** len(convs)
+        self.reduce_h = config.block_height * config.sub_height ** len(convs)
+
+    def blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """Space-to-depth: each bh x bw block of pixels becomes one bh*bw-vector."""
+        bh, bw = self.config.block_height, self.config.block_width
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h // bh, bh, w // bw, bw).permute(0, 1, 3, 5, 2, 4)
+        return x.reshape(b, c * bh * bw, h // bh, w // bw)
+
+    def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.blocks(pad_to_multiple(images, self.reduce_h, self.reduce_w))
+        for i, (lstm, drop) in enumerate(zip(self.lstms, self.drops)):
+            x = drop(lstm(x))
+            if i < len(self.convs):
+                x = torch.tanh(self.convs[i](x))
+        logits = self.output(x.permute(0, 2, 3, 1)).sum(dim=1)  # (B, W', N): sum over height
+        return F.log_softmax(logits, dim=-1).transpose(0, 1), self.frames(widths)
+
+    def frames(self, widths: torch.Tensor | int):
+        """Valid output frames for lines of the given widths: ceil(W / reduction)."""
+        if isinstance(widths, torch.Tensor):
+            return torch.div(widths + self.reduce_w - 1, self.reduce_w, rounding_mode="floor")
+        return math.ceil(widths / self.reduce_w)
+
+
+class CRNN(nn.Module):
+    """CNN + 1D BLSTM (Puigcerver 2017 / PyLaia style, small): conv blocks (3x3, batch
+    norm, leaky ReLU, 2x2 max pooling on the first ``crnn_pools``), columns flattened to
+    vectors, BLSTM layers over the width, linear, log-softmax."""
+
+    def __init__(self, config: ModelConfig, num_classes: int):
+        super().__init__()
+        self.config = config
+        channels, layers = int_list(config.crnn_conv), []
+        previous = 1
+        for i, size in enumerate(channels):
+            layers += [nn.Conv2d(previous, size, 3, padding=1), nn.BatchNorm2d(size), nn.LeakyReLU(0.01)]
+            if i < config.crnn_pools:
+                layers.append(nn.MaxPool2d(2))
+            previous = size
+        self.conv = nn.Sequential(*layers)
+        self.reduce = 2 ** config.crnn_pools
+        features = previous * math.ceil(config.height / self.reduce)
+        hidden = config.crnn_lstm_hidden
+        self.lstms = nn.ModuleList(
+            nn.LSTM(features if i == 0 else 2 * hidden, hidden, bidirectional=True)
+            for i in range(config.crnn_lstm_layers))
+        self.drops = nn.ModuleList(
+            nn.Dropout(config.dropout) if drop and config.dropout > 0 else nn.Identity()
+            for drop in dropout_flags(config.crnn_lstm_layers, config.dropout_where))
+        self.output = nn.Linear(2 * hidden, num_classes)
+
+    def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.shape[2] != self.config.height:
+            raise ValueError(f"CRNN expects lines {self.config.height} px high, got {images.shape[2]}")
+        x = self.conv(pad_to_multiple(images, self.reduce, self.reduce))
+        b, c, h, w = x.shape
+        x = x.permute(3, 0, 1, 2).reshape(w, b, c * h)  # (T, B, features)
+        lengths = self.frames(widths)
+        for lstm, drop in zip(self.lstms, self.drops):
+            # packing keeps the right padding out of the backward direction
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+            x, _ = nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], total_length=w)
+            x = drop(x)
+        return F.log_softmax(self.output(x), dim=-1), lengths
+
+    def frames(self, widths: torch.Tensor | int):
+        if isinstance(widths, torch.Tensor):
+            return torch.div(widths + self.reduce - 1, self.reduce, rounding_mode="floor")
+        return math.ceil(widths / self.reduce)
+
+
+def build_model(config: ModelConfig, num_classes: int) -> nn.Module:
+    """The network named by ``config.arch`` with ``num_classes`` outputs (alphabet + blank)."""
+    config = model_config_of(config)
+    config.check()
+    return (MDLSTMNet if config.arch == "mdlstm" else CRNN)(config, num_classes)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---- model folder: model.json (config + alphabet) + weights.pt ----------------------
+
+MODEL_JSON, WEIGHTS = "model.json", "weights.pt"
+
+
+def save_model_folder(folder: Path, config: ModelConfig, alphabet: list[str], model: nn.Module) -> None:
+    """Write the small, self-contained folder that ``htr recognize --model`` reads."""
+    folder = Path(folder)
+    description = {"config": model_config_of(config).to_dict(), "alphabet": list(alphabet), "blank": 0,
+                   "parameters": count_parameters(model)}
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    atomic_write_bytes(folder / WEIGHTS, buffer.getvalue())
+    atomic_write_text(folder / MODEL_JSON, json.dumps(description, ensure_ascii=False, indent=2) + "\n")
+
+
+def load_model_folder(folder: Path, impl: str | None = None) -> tuple[nn.Module, ModelConfig, list[str]]:
+    """Model (in eval mode), its config and alphabet from a model folder."""
+    folder = Path(folder)
+    for name in (MODEL_JSON, WEIGHTS):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: missing (a model folder is written by 'htr train')")
+    description = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
+    config = ModelConfig(**description["config"])
+    if impl is not None:
+        config.mdlstm_impl = impl
+    alphabet = list(description["alphabet"])
+    model = build_model(config, len(alphabet))
+    model.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
+    return model.eval(), config, alphabet

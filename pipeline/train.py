@@ -1,0 +1,367 @@
+"""``htr train``: train an optical model with CTC on a line manifest.
+
+Writes into ``--out``:
+
+* ``model.json`` + ``weights.pt``: the best model so far (lowest dev CER), the folder
+  ``htr recognize --model`` reads;
+* ``last.pt``: the full training state after the last epoch (model, optimiser,
+  scheduler, RNG states of every rank, epoch, early-stopping counters, metrics), so
+  ``htr train --resume --out DIR`` continues exactly where a killed run stopped;
+* ``train_config.json``: this run's config (also the CLI flags);
+* ``metrics.json`` / ``metrics.csv``: one row per epoch (loss, dev CER, lines/s, ...).
+
+Every file is written atomically.  Data-parallel training: launch with
+``torchrun --nproc_per_node K -m pipeline.cli train ...`` (gloo on CPU, nccl on GPU);
+each process takes every K-th batch of the same epoch order.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rapidfuzz.distance import Levenshtein
+from torch import nn
+from tqdm import tqdm
+
+from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
+from data_prep.skips import SkipLog
+from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
+from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, save_model_folder
+from pipeline.recognize import greedy_decode
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULERS = ("none", "plateau")
+LAST, CONFIG_FILE = "last.pt", "train_config.json"
+
+
+@dataclass
+class TrainConfig(ModelConfig):
+    """Training run: the model layout (inherited) plus data, optimiser and stopping rules."""
+
+    train: Path | None = field(default=None, metadata={"help": "training line manifest (JSONL)"})
+    dev: Path | None = field(default=None, metadata={"help": "dev line manifest for CER each epoch and model selection"})
+    out: Path = field(default=Path("work/model"), metadata={"help": "output folder (model, checkpoints, metrics)"})
+    optimizer: str = field(default="adam", metadata={"help": "optimiser (the paper used sgd with momentum)", "choices": OPTIMIZERS})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    momentum: float = field(default=0.9, metadata={"help": "momentum (sgd, rmsprop)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
+    scheduler: str = field(default="none", metadata={"help": "learning-rate schedule: none, or plateau (x lr-factor when dev CER stalls)", "choices": SCHEDULERS})
+    lr_factor: float = field(default=0.5, metadata={"help": "plateau: learning-rate factor"})
+    lr_patience: int = field(default=3, metadata={"help": "plateau: epochs without dev improvement before reducing"})
+    batch_size: int = field(default=12, metadata={"help": "lines per batch (per process)"})
+    max_epochs: int = field(default=1000, metadata={"help": "stop after this many epochs"})
+    max_minutes: float = field(default=0.0, metadata={"help": "stop after the epoch that passes this many minutes in this run (0: no limit)"})
+    patience: int = field(default=30, metadata={"help": "early stopping: epochs without dev CER improvement, counted once the dev CER is below 100%% (0: never)"})
+    clip: float = field(default=10.0, metadata={"help": "gradient-norm clipping (0: none)"})
+    augment: bool = field(default=False, metadata={"help": "light augmentation (width scale, slant, ink gain)"})
+    seed: int = field(default=1, metadata={"help": "random seed (weights, data order, dropout, augmentation)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: cores / processes)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(config: TrainConfig) -> Dist:
+    """Join the torchrun process group when launched by torchrun, else one process."""
+    cuda = torch.cuda.is_available() and config.device in ("auto", "cuda")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(0, 1, torch.device("cuda" if cuda else "cpu"))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return Dist(dist.get_rank(), dist.get_world_size(), device)
+
+
+def all_sum(values: list[float], d: Dist) -> list[float]:
+    if d.world == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=d.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(config: TrainConfig, optimizer):
+    if config.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
+                                                          patience=config.lr_patience)
+    return None
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng(d: Dist) -> list[dict]:
+    """Every rank's RNG state (rank 0 stores them all so each rank resumes its own)."""
+    if d.world == 1:
+        return [rng_state()]
+    states: list = [None] * d.world
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    lines: int
+    seconds: float
+    bad_batches: int
+
+
+def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDataset, batches: list[list[int]],
+                config: TrainConfig, d: Dist, epoch: int) -> EpochStats:
+    """One pass; batches whose loss or gradient is NaN/inf are skipped (same on all ranks)."""
+    model.train()
+    total_loss, lines, bad = 0.0, 0, 0
+    start = time.perf_counter()
+    bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not (config.progress and d.main), leave=False)
+    for indices in bar:
+        batch = collate([dataset[i] for i in indices])
+        optimizer.zero_grad(set_to_none=True)
+        logprobs, lengths = model(batch.images.to(d.device), batch.widths.to(d.device))
+        loss = ctc(logprobs, batch.targets.to(d.device), lengths, batch.target_lengths.to(d.device))
+        if all_sum([float(not torch.isfinite(loss.detach()))], d)[0] > 0:
+            bad += 1
+            continue
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip if config.clip > 0 else math.inf)
+        if not torch.isfinite(norm):  # gradients are already all-reduced: every rank agrees
+            bad += 1
+            optimizer.zero_grad(set_to_none=True)
+            continue
+        optimizer.step()
+        total_loss += loss.item() * len(indices)
+        lines += len(indices)
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{total_loss / lines:.3f}", lines_s=f"{lines * d.world / elapsed:.1f}")
+    seconds = time.perf_counter() - start
+    loss_sum, line_sum = all_sum([total_loss, float(lines)], d)
+    return EpochStats(loss_sum / max(1.0, line_sum), int(line_sum), seconds, bad)
+
+
+def evaluate(model: nn.Module, dataset: LineDataset, alphabet: list[str], d: Dist, batch_size: int) -> float:
+    """Greedy-decoding CER (%) on the dev set, the set split across ranks."""
+    model.eval()
+    errors = chars = 0
+    mine = list(range(d.rank, len(dataset), d.world))
+    widths = [dataset.lines[i].width for i in mine]
+    with torch.no_grad():
+        for positions in sorted_batches(widths, batch_size):
+            indices = [mine[p] for p in positions]
+            batch = collate([dataset[i] for i in indices])
+            logprobs, lengths = model(batch.images.to(d.device), batch.widths.to(d.device))
+            logprobs = logprobs.cpu()
+            for k, i in enumerate(indices):
+                hypothesis = greedy_decode(logprobs[: int(lengths[k]), k], alphabet)
+                errors += Levenshtein.distance(hypothesis, dataset.lines[i].text)
+                chars += len(dataset.lines[i].text)
+    errors, chars = all_sum([float(errors), float(chars)], d)
+    return 100.0 * errors / max(1.0, chars)
+
+
+def write_metrics(out: Path, metrics: list[dict]) -> None:
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    if metrics:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(metrics[0]))
+        writer.writeheader()
+        writer.writerows(metrics)
+        atomic_write_text(out / "metrics.csv", buffer.getvalue())
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def broadcast_flag(flag: bool, d: Dist) -> bool:
+    """Rank 0's decision (e.g. a wall-clock limit) for every rank."""
+    if d.world == 1:
+        return flag
+    tensor = torch.tensor([float(flag)], device=d.device)
+    dist.broadcast(tensor, 0)
+    return bool(tensor.item())
+
+
+def load_state(out: Path, config: TrainConfig) -> dict:
+    """The last checkpoint of the run in ``out``; its model layout must match ``config``."""
+    if not (out / LAST).is_file():
+        raise FileNotFoundError(f"{out / LAST}: no checkpoint to resume from")
+    state = torch.load(out / LAST, map_location="cpu", weights_only=False)
+    saved = state["model_config"]
+    if saved != {**model_config_of(config).to_dict(), "mdlstm_impl": saved["mdlstm_impl"]}:
+        raise ValueError(f"{out / LAST}: the model flags differ from the saved run's; resume without them")
+    return state
+
+
+def train(config: TrainConfig, resume: bool = False) -> nn.Module:
+    """Run (or continue) a training; returns the trained model (last epoch)."""
+    if config.train is None:
+        raise ValueError("--train is required")
+    config.check()
+    d = setup_distributed(config)
+    threads = config.threads or max(1, (os.cpu_count() or 1) // d.world)
+    torch.set_num_threads(threads)
+    out = Path(config.out)
+    state = load_state(out, config) if resume else None
+    log = SkipLog(stream=sys.stderr if d.main else None)
+    alphabet = state["alphabet"] if state else build_alphabet([r.text for r in read_manifest(config.train)])
+
+    torch.manual_seed(config.seed)
+    model = build_model(config, len(alphabet)).to(d.device)
+    train_lines = load_lines(config.train, alphabet, config.height, config.max_width, model.frames, log)
+    dev_lines = load_lines(config.dev, alphabet, config.height, config.max_width, None, log) if config.dev else []
+    if not train_lines:
+        raise ValueError(f"{config.train}: no usable training line")
+    train_set = LineDataset(train_lines, config.height, config.max_width, augment=config.augment)
+    dev_set = LineDataset(dev_lines, config.height, config.max_width)
+    optimizer = make_optimizer(config, model.parameters())
+    scheduler = make_scheduler(config, optimizer)
+    progress = {"epoch": 0, "best_cer": math.inf, "best_epoch": 0, "bad_epochs": 0, "metrics": []}
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        progress = state["progress"]
+        set_rng_state(state["rng"][min(d.rank, len(state["rng"]) - 1)])
+    else:
+        torch.manual_seed(config.seed * 7919 + d.rank)  # per-rank dropout/augmentation stream
+        random.seed(config.seed + d.rank)
+        np.random.seed(config.seed + d.rank)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / CONFIG_FILE)
+        skipped = log.summary()
+        if skipped["lines_skipped"]:
+            print(f"htr train: {skipped['lines_skipped']} lines skipped {skipped['line_skip_reasons']}", file=sys.stderr)
+        print(f"htr train: {len(train_lines)} train / {len(dev_lines)} dev lines, {len(alphabet) - 1} symbols, "
+              f"{config.arch} {count_parameters(model)} parameters, {d.world} process(es) x {threads} threads",
+              file=sys.stderr)
+    net = model
+    if d.world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
+    widths = [line.width for line in train_lines]
+    started = time.perf_counter()
+    while progress["epoch"] < config.max_epochs:
+        if config.patience and progress["bad_epochs"] >= config.patience:
+            if d.main:
+                print(f"htr train: early stop, {progress['bad_epochs']} epochs without a better dev CER "
+                      "(--patience 0 to go on)", file=sys.stderr)
+            break
+        epoch = progress["epoch"] + 1
+        batches = rank_share(bucket_batches(widths, config.batch_size, config.seed, epoch), d.rank, d.world)
+        stats = train_epoch(net, ctc, optimizer, train_set, batches, config, d, epoch)
+        cer = evaluate(model, dev_set, alphabet, d, config.batch_size * 2) if dev_lines else math.nan
+        improved = not dev_lines or cer < progress["best_cer"]
+        if scheduler is not None and dev_lines:
+            scheduler.step(cer)
+        progress["epoch"] = epoch
+        if improved:
+            progress.update(best_cer=cer if dev_lines else math.inf, best_epoch=epoch, bad_epochs=0)
+        elif progress["best_cer"] < 100.0:  # no patience count in CTC's early all-blank phase
+            progress["bad_epochs"] += 1
+        row = {"epoch": epoch, "train_loss": round(stats.loss, 5), "dev_cer": round(cer, 3) if dev_lines else None,
+               "lines_per_s": round(stats.lines / max(stats.seconds, 1e-9), 2), "epoch_seconds": round(stats.seconds, 1),
+               "lr": optimizer.param_groups[0]["lr"], "bad_batches": stats.bad_batches,
+               "minutes": round((time.perf_counter() - started) / 60, 2)}
+        progress["metrics"].append(row)
+        rngs = gather_rng(d)
+        if d.main:
+            if improved:
+                save_model_folder(out, config, alphabet, model)
+            save_checkpoint(out / LAST, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "progress": progress, "rng": rngs, "alphabet": alphabet,
+                "model_config": model_config_of(config).to_dict()})
+            write_metrics(out, progress["metrics"])
+            print(f"epoch {epoch}: loss {stats.loss:.4f}, dev CER {cer:.2f}%, {row['lines_per_s']} lines/s"
+                  + (f", {stats.bad_batches} NaN/inf batches skipped" if stats.bad_batches else ""), file=sys.stderr)
+        over_time = config.max_minutes > 0 and time.perf_counter() - started > 60 * config.max_minutes
+        if broadcast_flag(over_time, d):
+            break
+    if d.main:
+        print(f"htr train: best dev CER {progress['best_cer']:.2f}% at epoch {progress['best_epoch']} -> {out}",
+              file=sys.stderr)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="htr train",
+        description="Train an MDLSTM (Graves/Pham) or CNN+BLSTM optical model with CTC. "
+                    "Writes the best model (model.json + weights.pt), last.pt, metrics.json/csv "
+                    "and train_config.json to --out.  Multi-process: torchrun --nproc_per_node K "
+                    "-m pipeline.cli train ...")
+    TrainConfig.add_arguments(parser)
+    parser.add_argument("--config", type=Path, help="start from a saved train_config.json (flags override it)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out exactly from its last.pt (its saved config; "
+                             "flags such as --max-epochs override it)")
+    args = parser.parse_args(argv)
+    try:
+        base = None
+        if args.resume:
+            saved = Path(args.out or TrainConfig.out) / CONFIG_FILE
+            if not saved.is_file():
+                raise FileNotFoundError(f"{saved}: no saved run to resume")
+            base = TrainConfig.load(saved)
+        elif args.config:
+            base = TrainConfig.load(args.config)
+        config = TrainConfig.from_args(args, base)
+        train(config, resume=args.resume)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"htr train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0

@@ -1,0 +1,114 @@
+"""Optical models: output frames, dropout placement, model folder, benchmark JSON."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.bench import BenchConfig, run_bench
+from pipeline.model import ModelConfig, build_model, count_parameters, load_model_folder, save_model_folder
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run fastest (and steadiest on a busy machine) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+TINY = dict(height=16, mdlstm_hidden="2,3,4", mdlstm_conv="3,4", sub_height=2, mdlstm_impl="wavefront",
+            crnn_conv="4,6,8", crnn_pools=3, crnn_lstm_hidden=6, crnn_lstm_layers=2)
+
+
+def tiny(arch: str, **changes) -> ModelConfig:
+    return ModelConfig(arch=arch, **{**TINY, **changes})
+
+
+@pytest.mark.parametrize("arch", ["mdlstm", "crnn"])
+def test_lines_give_ceil_width_over_8_frames_of_log_probabilities(arch):
+    torch.manual_seed(0)
+    model = build_model(tiny(arch), 5).eval()
+    images = torch.rand(3, 1, 16, 64)
+    widths = torch.tensor([64, 40, 17])
+    with torch.no_grad():
+        logprobs, frames = model(images, widths)
+    assert logprobs.shape == (8, 3, 5)
+    assert frames.tolist() == [8, 5, 3] == [model.frames(w) for w in (64, 40, 17)]
+    assert torch.allclose(logprobs.exp().sum(-1), torch.ones(8, 3), atol=1e-5)
+
+
+def test_pham_network_reduces_height_32x_and_width_8x():
+    model = build_model(ModelConfig(mdlstm_impl="wavefront"), 10).eval()
+    with torch.no_grad():
+        logprobs, frames = model(torch.rand(1, 1, 64, 96), torch.tensor([96]))
+    assert logprobs.shape == (12, 1, 10) and frames.tolist() == [12]
+    assert [layer.hidden for layer in model.lstms] == [2, 10, 50]
+    assert [conv.out_channels for conv in model.convs] == [6, 20]
+
+
+@pytest.mark.parametrize("arch,where,expected", [
+    ("mdlstm", "none", 0), ("mdlstm", "top", 1), ("mdlstm", "all", 3),
+    ("crnn", "none", 0), ("crnn", "top", 1), ("crnn", "all", 2)])
+def test_dropout_placements(arch, where, expected):
+    torch.manual_seed(0)
+    model = build_model(tiny(arch, dropout_where=where), 5)
+    assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == expected
+    images, widths = torch.rand(2, 1, 16, 32), torch.tensor([32, 32])
+    model.train()
+    with torch.no_grad():
+        first, second = model(images, widths)[0], model(images, widths)[0]
+    # dropout makes training passes random; evaluation is always deterministic
+    assert torch.equal(first, second) == (expected == 0)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(images, widths)[0], model(images, widths)[0])
+
+
+def test_top_dropout_is_only_on_the_last_lstm():
+    model = build_model(tiny("mdlstm", dropout_where="top"), 5)
+    assert [isinstance(d, nn.Dropout) for d in model.drops] == [False, False, True]
+
+
+def test_sizes_are_configurable_and_checked():
+    small = count_parameters(build_model(tiny("mdlstm"), 5))
+    large = count_parameters(build_model(tiny("mdlstm", mdlstm_hidden="4,6,8"), 5))
+    assert large > small
+    with pytest.raises(ValueError, match="one entry fewer"):
+        build_model(tiny("mdlstm", mdlstm_conv="3"), 5)
+    with pytest.raises(ValueError):
+        build_model(tiny("mdlstm", dropout=1.5), 5)
+
+
+@pytest.mark.parametrize("arch", ["mdlstm", "crnn"])
+def test_model_folder_round_trip(tmp_path, arch):
+    torch.manual_seed(0)
+    config = tiny(arch)
+    model = build_model(config, 4).eval()
+    save_model_folder(tmp_path, config, ["", "a", "b", "c"], model)
+    loaded, loaded_config, alphabet = load_model_folder(tmp_path)
+    assert alphabet == ["", "a", "b", "c"] and loaded_config == config
+    images, widths = torch.rand(2, 1, 16, 48), torch.tensor([48, 30])
+    with torch.no_grad():
+        assert torch.allclose(model(images, widths)[0], loaded(images, widths)[0])
+    described = json.loads((tmp_path / "model.json").read_text())
+    assert described["parameters"] == count_parameters(model)
+
+
+def test_missing_model_folder_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        load_model_folder(tmp_path)
+
+
+def test_bench_report_shape():
+    config = BenchConfig(quick=True, widths="32,48", lines=1, height=16, naive_width=16, impls="naive,wavefront")
+    report = run_bench(config, say=lambda text: None)
+    for impl in ("naive", "wavefront"):
+        assert report["mdlstm"][impl]["train_lines_per_s"] > 0
+        assert report["mdlstm"][impl]["infer_lines_per_s"] > 0
+    assert "scaled_from" in report["mdlstm"]["naive"]
+    assert report["crnn"]["train_lines_per_s"] > 0
+    assert report["params"]["mdlstm"] > 0 and report["params"]["crnn"] > 0

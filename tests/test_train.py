@@ -1,0 +1,151 @@
+"""``htr train``: outputs, skipped lines, NaN batches, exact resume after a stop."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data_prep.records import LineRecord, write_manifest
+from pipeline import train as train_module
+from pipeline.train import TrainConfig
+
+# Each symbol is a distinct 8 px wide glyph in a 16 px high line: learnable in a few steps.
+GLYPHS = {"a": (0, 16), "b": (0, 8), "c": (8, 16)}
+TINY_MODEL = ["--threads", "1", "--height", "16", "--mdlstm-hidden", "2,3,4", "--mdlstm-conv", "3,4", "--sub-height", "2",
+              "--mdlstm-impl", "wavefront", "--crnn-conv", "4,6,8", "--crnn-pools", "3",
+              "--crnn-lstm-hidden", "6", "--crnn-lstm-layers", "2"]
+
+
+def draw_line(text: str) -> Image.Image:
+    """White line, 16 px high, a black glyph per character with 8 px gaps (+ margins)."""
+    width = 16 * len(text) + 8
+    pixels = np.full((16, width), 235, dtype=np.uint8)
+    for k, char in enumerate(text):
+        top, bottom = GLYPHS[char]
+        pixels[top:bottom, 8 + 16 * k: 16 + 16 * k] = 20
+    return Image.fromarray(pixels)
+
+
+def write_tiny_set(folder: Path, texts: list[str], short: str | None = None) -> Path:
+    """Manifest of rendered lines; ``short`` adds a line far too narrow for its text."""
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for k, text in enumerate(texts):
+        draw_line(text).save(folder / f"l{k}.png")
+        records.append(LineRecord(id=f"l{k}", image=f"l{k}.png", text=text))
+    if short:
+        Image.fromarray(np.full((16, 8), 235, dtype=np.uint8)).save(folder / "short.png")
+        records.append(LineRecord(id="short", image="short.png", text=short))
+    write_manifest(folder / "manifest.jsonl", records)
+    return folder / "manifest.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run fastest (and steadiest on a busy machine) on one thread;
+    the commands under test set torch's thread count, so restore it afterwards."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+TRAIN_TEXTS = ["ab", "ca", "bca", "abc", "cab", "ba", "acb", "cc"]
+DEV_TEXTS = ["abc", "ba", "cab"]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> dict:
+    return {"train": write_tiny_set(tmp_path / "train", TRAIN_TEXTS, short="abcabc"),
+            "dev": write_tiny_set(tmp_path / "dev", DEV_TEXTS)}
+
+
+def run_train(tiny: dict, out: Path, *extra: str) -> int:
+    argv = ["--train", str(tiny["train"]), "--dev", str(tiny["dev"]), "--out", str(out),
+            "--batch-size", "3", "--no-progress", *TINY_MODEL, *extra]
+    return train_module.main(argv)
+
+
+def test_training_writes_model_checkpoint_metrics_and_counts_short_lines(tiny, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "2") == 0
+    err = capsys.readouterr().err
+    assert "short.png" in err and "too short" in err
+    for name in ("model.json", "weights.pt", "last.pt", "train_config.json", "metrics.json", "metrics.csv"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics] == [1, 2]
+    assert all(0 <= row["dev_cer"] <= 100 * 3 and row["lines_per_s"] > 0 for row in metrics)
+    with (out / "metrics.csv").open() as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]
+    described = json.loads((out / "model.json").read_text())
+    assert described["alphabet"] == ["", "a", "b", "c"] and described["blank"] == 0
+    saved = TrainConfig.load(out / "train_config.json")
+    assert saved.height == 16 and saved.batch_size == 3 and saved.train == tiny["train"]
+
+
+def final_state(out: Path) -> dict:
+    return torch.load(out / "last.pt", weights_only=False)
+
+
+def strip_timing(metrics: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("lines_per_s", "epoch_seconds", "minutes")} for row in metrics]
+
+
+@pytest.mark.parametrize("arch", ["mdlstm", "crnn"])
+def test_resume_continues_exactly(tiny, tmp_path, arch):
+    """Stopping after epoch 1 and resuming gives the same weights, optimiser state and
+    metrics as an uninterrupted run (dropout, augmentation and data order included)."""
+    flags = ["--arch", arch, "--augment", "--dropout-where", "all", "--scheduler", "plateau"]
+    assert run_train(tiny, tmp_path / "straight", "--max-epochs", "3", *flags) == 0
+    assert run_train(tiny, tmp_path / "split", "--max-epochs", "1", *flags) == 0
+    assert train_module.main(["--resume", "--out", str(tmp_path / "split"), "--max-epochs", "3"]) == 0
+    straight, split = final_state(tmp_path / "straight"), final_state(tmp_path / "split")
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, split["model"][name]), name
+    assert strip_timing(straight["progress"]["metrics"]) == strip_timing(split["progress"]["metrics"])
+    first = straight["optimizer"]["state"][0]
+    assert all(torch.equal(v, split["optimizer"]["state"][0][k]) for k, v in first.items() if torch.is_tensor(v))
+
+
+def test_resume_refuses_changed_model_flags(tiny, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "1") == 0
+    assert train_module.main(["--resume", "--out", str(out), "--mdlstm-hidden", "2,3,5"]) == 1
+    assert "differ" in capsys.readouterr().err
+
+
+def test_nan_loss_batches_are_skipped_and_counted(tiny, tmp_path, monkeypatch):
+    real_forward = torch.nn.CTCLoss.forward
+    calls = {"n": 0}
+
+    def sometimes_nan(self, *args):
+        calls["n"] += 1
+        loss = real_forward(self, *args)
+        return loss * float("nan") if calls["n"] == 1 else loss
+
+    monkeypatch.setattr(torch.nn.CTCLoss, "forward", sometimes_nan)
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "1", "--arch", "crnn") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics[0]["bad_batches"] == 1 and np.isfinite(metrics[0]["train_loss"])
+    weights = torch.load(out / "weights.pt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+def test_training_learns_the_tiny_set(tiny, tmp_path):
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "40", "--arch", "crnn", "--dropout-where", "none",
+                     "--lr", "0.03", "--patience", "0") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics[-1]["train_loss"] < 0.5 * metrics[0]["train_loss"]
+    assert min(row["dev_cer"] for row in metrics) < 50
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path, capsys):
+    code = train_module.main(["--train", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "m")])
+    assert code == 1 and "nope.jsonl" in capsys.readouterr().err
