@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste clean help
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -45,6 +45,9 @@ lm: setup data  ## build the lexicon and the KenLM n-gram
 
 decode: setup data  ## recognise, tune the LM weight, decode and score
 	$(RUN) --only recognize,tune,decode,evaluate
+
+bench: setup  ## training/inference speed of each 2D-LSTM implementation and the CRNN -> reports/bench.json
+	$(HTR) bench --out reports/bench.json
 
 experiment-copiste: setup  ## the real-data experiment on ../shared/data/copiste (resumable: rerun to continue)
 	$(HTR) run configs/copiste.toml --report
