@@ -6,7 +6,6 @@ total reference length, the usual corpus-level definition (not a mean of line ra
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
