@@ -81,3 +81,14 @@ def run_prepare(capsys) -> Callable[..., PrepareRun]:
         return PrepareRun(rc=rc, out=out, stdout=captured.out, stderr=captured.err)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Commands under test (train, recognize, transcribe) set torch's thread count;
+    put it back so one test's setting never slows or changes another."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

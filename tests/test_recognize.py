@@ -18,14 +18,6 @@ TINY = dict(height=16, mdlstm_hidden="2,3,4", mdlstm_conv="3,4", sub_height=2, m
             crnn_conv="4,6,8", crnn_pools=3, crnn_lstm_hidden=6, crnn_lstm_layers=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest (and steadiest on a busy machine) on one thread;
-    the commands under test set torch's thread count, so restore it afterwards."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def model_folder(tmp_path):

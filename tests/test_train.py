@@ -45,14 +45,6 @@ def write_tiny_set(folder: Path, texts: list[str], short: str | None = None) -> 
     return folder / "manifest.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest (and steadiest on a busy machine) on one thread;
-    the commands under test set torch's thread count, so restore it afterwards."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
 
 TRAIN_TEXTS = ["ab", "ca", "bca", "abc", "cab", "ba", "acb", "cc"]
 DEV_TEXTS = ["abc", "ba", "cab"]

@@ -36,12 +36,8 @@ def test_pages_become_text_and_alto_with_one_line_per_segmented_line(tmp_path, c
     for name, lines in (("p1", 4), ("p2", 2)):
         _page(tmp_path / f"{name}.png", lines)
     out = tmp_path / "out"
-    before = torch.get_num_threads()
-    try:
-        code = main([str(tmp_path / "p1.png"), str(tmp_path / "p2.png"), "--model", str(tmp_path / "model"),
-                     "--out", str(out)])
-    finally:
-        torch.set_num_threads(before)
+    code = main([str(tmp_path / "p1.png"), str(tmp_path / "p2.png"), "--model", str(tmp_path / "model"),
+                 "--out", str(out)])
     assert code == 0
     for name, lines in (("p1", 4), ("p2", 2)):
         text = (out / f"{name}.txt").read_text(encoding="utf-8")
