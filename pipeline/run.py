@@ -60,6 +60,7 @@ class Experiment:
     prepare: list[list[str]]  # htr prepare commands that create the data when it is missing
     title: str
     train_until: str = "minutes"  # "minutes": one run of max_minutes is the whole training; "epochs": see below
+    train_jobs: int = 1  # variants trained at the same time, the cores split between them
 
 
 def _require(table: dict, key: str, where: str) -> Any:
@@ -93,7 +94,8 @@ def load_experiment(path: Path, folder: Path | None = None) -> Experiment:
         variants=variants, train_options=data.get("train", {}), lm_options=data.get("lm", {}),
         systems=systems, tune_decoder=decode.get("tune_decoder", "lexicon"),
         jobs=int(data.get("jobs", 2)), prepare=_commands(dataset.get("prepare", [])),
-        title=data.get("title", Path(path).stem), train_until=data.get("train_until", "minutes"))
+        title=data.get("title", Path(path).stem), train_until=data.get("train_until", "minutes"),
+        train_jobs=max(1, int(data.get("train_jobs", 1))))
 
 
 def _commands(value: list) -> list[list[str]]:
@@ -206,27 +208,92 @@ def run_step(step: Step, exp: Experiment) -> float:
     start = time.perf_counter()
     if step.argv[0] == "tune":
         _prepare_tuned_dir(exp.folder / "lm", Path(step.argv[step.argv.index("--lm") + 1]))
-    if step.argv[0] == "train":
-        model = Path(step.argv[step.argv.index("--out") + 1])
-        argv = ["train", "--out", str(model), "--resume"] if (model / "last.pt").exists() else step.argv
-    else:
-        argv = step.argv
-    if argv[0] == "train":  # its own process: threads, torchrun-style state, memory
-        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv]).returncode
+    if step.argv[0] == "train":  # its own process: threads, torchrun-style state, memory
+        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *train_argv(step)]).returncode
     else:  # the short steps run in this process, saving an interpreter start and imports each
         from pipeline.cli import main as htr
         try:
-            code = htr(argv)
+            code = htr(step.argv)
         except SystemExit as error:
             code = error.code if isinstance(error.code, int) else 1
     if code != 0:
-        raise RuntimeError(f"step '{step.name}' failed (exit {code}): htr {' '.join(argv)}")
+        raise RuntimeError(f"step '{step.name}' failed (exit {code}): htr {' '.join(step.argv)}")
     if step.argv[0] == "train":
-        if exp.train_until == "epochs" and not _training_finished(model):
-            raise TrainingPaused(f"training of {model.name} paused after this session's max_minutes; "
-                                 "rerun the same command to continue it")
-        atomic_write_text(model / "DONE", "training finished\n")
+        finish_training(step, exp)
     return time.perf_counter() - start
+
+
+def _model_folder(step: Step) -> Path:
+    return Path(step.argv[step.argv.index("--out") + 1])
+
+
+def train_argv(step: Step) -> list[str]:
+    """The step's ``htr train`` arguments, or ``--resume`` when its folder has a checkpoint."""
+    model = _model_folder(step)
+    return ["train", "--out", str(model), "--resume"] if (model / "last.pt").exists() else list(step.argv)
+
+
+def finish_training(step: Step, exp: Experiment) -> None:
+    """Mark a finished training DONE; raise TrainingPaused when it only ran one chunk."""
+    model = _model_folder(step)
+    if exp.train_until == "epochs" and not _training_finished(model):
+        raise TrainingPaused(f"training of {model.name} paused after this session's max_minutes; "
+                             "rerun the same command to continue it")
+    atomic_write_text(model / "DONE", "training finished\n")
+
+
+def train_concurrently(steps: list[Step], exp: Experiment, timings: dict, poll_seconds: float = 20.0) -> None:
+    """Run up to ``exp.train_jobs`` trainings at once, each with its share of the cores.
+
+    Each process writes its output to ``MODEL/train.log``; the newest epoch line of each
+    is echoed here as it appears.  Raises RuntimeError if one fails, TrainingPaused if
+    one only ran a chunk (after all of them have stopped)."""
+    jobs = min(exp.train_jobs, len(steps))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    print(f"==> training {len(steps)} variants, {jobs} at a time x {threads} thread(s); "
+          f"logs in {', '.join(str(_model_folder(s) / 'train.log') for s in steps)}", flush=True)
+    waiting, running, failed, paused = list(steps), [], [], []
+    last_seen: dict[str, str] = {}
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            step = waiting.pop(0)
+            model = _model_folder(step)
+            model.mkdir(parents=True, exist_ok=True)
+            log = open(model / "train.log", "a", encoding="utf-8")
+            argv = [*train_argv(step), "--threads", str(threads), "--no-progress"]
+            process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], stdout=log, stderr=log)
+            running.append((step, process, log, time.perf_counter()))
+        time.sleep(poll_seconds if running else 0)
+        for entry in list(running):
+            step, process, log, started = entry
+            _echo_newest_epoch(step, last_seen)
+            if process.poll() is None:
+                continue
+            running.remove(entry)
+            log.close()
+            _echo_newest_epoch(step, last_seen)
+            timings[step.name] = {"seconds": round(time.perf_counter() - started, 2),
+                                  "command": "htr " + " ".join(step.argv)}
+            if process.returncode != 0:
+                failed.append(f"{step.name} (exit {process.returncode}, see {_model_folder(step) / 'train.log'})")
+                continue
+            try:
+                finish_training(step, exp)
+            except TrainingPaused as pause:
+                paused.append(str(pause))
+    if failed:
+        raise RuntimeError("training failed: " + "; ".join(failed))
+    if paused:
+        raise TrainingPaused("; ".join(paused))
+
+
+def _echo_newest_epoch(step: Step, last_seen: dict[str, str]) -> None:
+    log = _model_folder(step) / "train.log"
+    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+             if line.startswith(("epoch ", "htr train:"))] if log.exists() else []
+    if lines and last_seen.get(step.name) != lines[-1]:
+        last_seen[step.name] = lines[-1]
+        print(f"    {_model_folder(step).name}: {lines[-1]}", flush=True)
 
 
 class TrainingPaused(RuntimeError):
@@ -257,6 +324,12 @@ def run(exp: Experiment, config_path: Path, only: str | None = None) -> None:
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     wanted = set(only.split(",")) if only else None
     steps = [s for s in plan(exp) if wanted is None or s.argv[0] in wanted]
+    trainings = [s for s in steps if s.argv[0] == "train" and not s.up_to_date()]
+    if exp.train_jobs > 1 and len(trainings) > 1:
+        try:
+            train_concurrently(trainings, exp, timings)
+        finally:
+            atomic_write_text(timings_path, json.dumps(timings, indent=1) + "\n")
     for number, step in enumerate(steps, start=1):
         prefix = f"[{number}/{len(steps)}] {step.name}"
         if step.up_to_date():

@@ -59,7 +59,8 @@ install_boost() {
 build_kenlm_tools() {
     local src="$TOOLS/src"
     rm -rf "$src" && mkdir -p "$src" "$TOOLS/bin"
-    "$VENV/bin/pip" download --quiet --no-deps --no-binary :all: "kenlm==$KENLM_VERSION" -d "$src"
+    # --no-binary kenlm, not :all:, or pip also builds the build requirements (cmake!) from source
+    "$VENV/bin/pip" download --quiet --no-deps --no-build-isolation --no-binary kenlm "kenlm==$KENLM_VERSION" -d "$src"
     tar -xzf "$src"/kenlm-*.tar.gz -C "$src"
     local kdir; kdir="$(find "$src" -maxdepth 1 -type d -name 'kenlm-*' | head -1)"
     mkdir -p "$kdir/build"

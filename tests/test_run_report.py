@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from data_prep.records import LineRecord, write_manifest
 from pipeline.evaluate import evaluate, to_json
 from pipeline.report import write_report
-from pipeline.run import Step, flags, load_experiment, plan, system_slug, System
+from pipeline.run import (Step, System, TrainingPaused, flags, load_experiment, plan, run, system_slug,
+                          train_concurrently)
 
 CONFIG = """
 title = "tiny"
@@ -118,3 +120,51 @@ def test_report_shows_the_paper_table_reductions_plots_and_gallery(tmp_path):
     page = paths["html"].read_text()
     assert page.count("data:image/png;base64,") >= 2 + 8  # two plots, eight gallery lines
     assert "<ins>" in page and (exp.folder / "report" / "learning_curves.png").stat().st_size > 1000
+
+
+def test_variants_train_at_the_same_time_and_resume_in_chunks(tmp_path, capsys):
+    """train_jobs = 2: both variants train in parallel processes, each logging to its folder;
+    with train_until = "epochs" a run stopped short of max_epochs pauses, and the next run
+    resumes both from their checkpoints and marks them done."""
+    from test_train import DEV_TEXTS, TINY_MODEL, TRAIN_TEXTS, write_tiny_set
+
+    train = write_tiny_set(tmp_path / "train", TRAIN_TEXTS)
+    dev = write_tiny_set(tmp_path / "dev", DEV_TEXTS)
+    model_flags = {TINY_MODEL[k][2:].replace("-", "_"): TINY_MODEL[k + 1] for k in range(0, len(TINY_MODEL), 2)}
+    model_flags.pop("threads")
+    options = "\n".join(f'{key} = "{value}"' for key, value in model_flags.items())
+    config = tmp_path / "par.toml"
+    config.write_text(f"""
+train_until = "epochs"
+train_jobs = 2
+[data]
+train = "{train}"
+dev = "{dev}"
+test = "{dev}"
+[train]
+{options}
+max_epochs = 2
+max_minutes = 0.001
+patience = 0
+progress = false
+[[variants]]
+name = "none"
+dropout_where = "none"
+[[variants]]
+name = "all"
+dropout_where = "all"
+""")
+    exp = load_experiment(config, tmp_path / "exp")
+    with pytest.raises(TrainingPaused):  # max_minutes stops each after epoch 1
+        train_concurrently([s for s in plan(exp) if s.argv[0] == "train"], exp, {}, poll_seconds=0.2)
+    for name in ("none", "all"):
+        model = exp.folder / "models" / name
+        assert len(json.loads((model / "metrics.json").read_text())) == 1
+        assert "epoch 1:" in (model / "train.log").read_text()
+        assert not (model / "DONE").exists()
+    run(exp, config, only="train")  # resumes both for their second and last epoch
+    for name in ("none", "all"):
+        model = exp.folder / "models" / name
+        assert len(json.loads((model / "metrics.json").read_text())) == 2
+        assert (model / "DONE").exists()
+    assert "training 2 variants, 2 at a time" in capsys.readouterr().out
