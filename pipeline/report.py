@@ -225,7 +225,10 @@ def cost_rows(exp: Experiment) -> list[list[str]]:
         weights = model / "weights.pt"
         size = f"{weights.stat().st_size / 1024:.0f} KiB" if weights.is_file() else "-"
         speed = np.mean([r["lines_per_s"] for r in metrics]) if metrics else float("nan")
-        rows.append([f"{variant}: training", f"{len(metrics)} epochs, {minutes:.1f} min, {speed:.1f} lines/s"])
+        scored = [r for r in metrics if r.get("dev_cer") is not None]
+        best = min(scored, key=lambda r: r["dev_cer"]) if scored else None
+        rows.append([f"{variant}: training", f"{len(metrics)} epochs{_training_state(model)}, {minutes:.1f} min, "
+                     f"{speed:.1f} lines/s" + (f"; best dev CER {best['dev_cer']:.1f}% at epoch {best['epoch']}" if best else "")])
         rows.append([f"{variant}: model file", size])
     for system in exp.systems:
         seconds = [t["seconds"] for name, t in timings.items() if name.startswith("decode test ") and name.endswith(system.name)]
@@ -233,6 +236,18 @@ def cost_rows(exp: Experiment) -> list[list[str]]:
             rows.append([f"decode '{system.name}' (test lines, whole step)",
                          f"{test_lines * len(seconds) / sum(seconds):.1f} lines/s"])
     return rows
+
+
+def _training_state(model: Path) -> str:
+    """' of 40 (finished)' / ' of 40 (unfinished: interim)' from the saved run config."""
+    config_path = model / "train_config.json"
+    planned = json.loads(config_path.read_text()).get("max_epochs") if config_path.is_file() else None
+    state = "finished" if (model / "DONE").is_file() else "unfinished: interim"
+    return (f" of {planned}" if planned else "") + f" ({state})"
+
+
+def unfinished_variants(exp: Experiment) -> list[str]:
+    return [v for v in exp.variants if not (exp.folder / "models" / v / "DONE").is_file()]
 
 
 def gallery(exp: Experiment, scores: dict, count: int = 4) -> list[dict]:
@@ -321,6 +336,8 @@ def write_report(folder: Path) -> dict[str, Path]:
 
 def _markdown(exp: Experiment, tables: dict, items: list[dict]) -> str:
     parts = [f"# {exp.title}\n", f"Experiment folder `{exp.folder}`; test set `{exp.test}`.\n"]
+    if unfinished_variants(exp):
+        parts.append(f"**{INTERIM_NOTE}** ({', '.join(unfinished_variants(exp))})\n")
     for title, key, note in SECTIONS:
         parts.append(f"## {title}\n\n{note}\n\n{_markdown_table(tables[key])}")
         if key == "paper":
@@ -333,6 +350,9 @@ def _markdown(exp: Experiment, tables: dict, items: list[dict]) -> str:
                          + "".join(f"  {name}: {text}  \n" for name, text in item["outputs"].items()))
     return "\n".join(parts)
 
+
+INTERIM_NOTE = ("Interim report: training is not finished; the scores are those of the best weights so far "
+                "(see the training rows below)")
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
@@ -347,6 +367,8 @@ def _html(exp: Experiment, tables: dict, items: list[dict], out: Path) -> str:
              f"<style>{STYLE}</style></head><body><h1>{html.escape(exp.title)}</h1>"
              f"<p class='note'>Experiment folder <code>{html.escape(str(exp.folder))}</code>; test set "
              f"<code>{html.escape(str(exp.test))}</code>.</p>"]
+    if unfinished_variants(exp):
+        parts.append(f"<p><b>{html.escape(INTERIM_NOTE)}</b> ({html.escape(', '.join(unfinished_variants(exp)))})</p>")
     for title, key, note in SECTIONS:
         parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(note)}</p>{_html_table(tables[key])}")
         if key == "paper":

@@ -164,7 +164,7 @@ def plan(exp: Experiment) -> list[Step]:
             logits = f / "logits" / variant / f"{split}.npz"
             steps.append(Step(f"recognise {split} with {variant}",
                               ["recognize", "--model", str(model), "--manifest", str(manifest), "--out", str(logits)],
-                              [model / "DONE", manifest], [logits]))
+                              [model / "weights.pt", manifest], [logits]))
         if any(system.tune for system in exp.systems):
             steps.append(Step(f"tune LM weight for {variant}",
                               ["tune", "--logits", str(f / "logits" / variant / "dev.npz"), "--refs", str(exp.dev),
@@ -313,7 +313,12 @@ def _training_finished(model: Path) -> bool:
     return len(metrics) - 1 - best >= patience
 
 
-def run(exp: Experiment, config_path: Path, only: str | None = None) -> None:
+def run(exp: Experiment, config_path: Path, only: str | None = None, interim: bool = False) -> list[str]:
+    """Run the steps that are not up to date; returns the unfinished trainings.
+
+    With ``interim`` nothing is trained: the later steps use each variant's best weights
+    so far (an interim report of a long experiment; a later run goes on training and
+    redoes whatever depends on the weights)."""
     exp.folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config_path, exp.folder / "config.toml")
     if exp.prepare and not all(p.exists() for p in (exp.train, exp.dev, exp.test)):
@@ -325,7 +330,12 @@ def run(exp: Experiment, config_path: Path, only: str | None = None) -> None:
     wanted = set(only.split(",")) if only else None
     steps = [s for s in plan(exp) if wanted is None or s.argv[0] in wanted]
     trainings = [s for s in steps if s.argv[0] == "train" and not s.up_to_date()]
-    if exp.train_jobs > 1 and len(trainings) > 1:
+    if interim:
+        for step in trainings:
+            if not (_model_folder(step) / "weights.pt").is_file():
+                raise RuntimeError(f"--interim: {_model_folder(step)} has no trained weights yet; train first")
+        steps = [s for s in steps if s not in trainings]
+    elif exp.train_jobs > 1 and len(trainings) > 1:
         try:
             train_concurrently(trainings, exp, timings)
         finally:
@@ -340,6 +350,7 @@ def run(exp: Experiment, config_path: Path, only: str | None = None) -> None:
         timings[step.name] = {"seconds": round(seconds, 2), "command": "htr " + " ".join(step.argv)}
         atomic_write_text(timings_path, json.dumps(timings, indent=1) + "\n")
         print(f"    {step.name}: {seconds:.1f} s", flush=True)
+    return [s.name for s in trainings] if interim else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(segment,segment-eval,prepare,lm,train,recognize,tune,decode,evaluate)")
     parser.add_argument("--report", action="store_true", help="write the report when all steps are done")
     parser.add_argument("--list", action="store_true", help="list the steps and whether each is up to date")
+    parser.add_argument("--interim", action="store_true",
+                        help="train nothing: recognise, decode, score (and --report) with each variant's best "
+                             "weights so far, e.g. between the chunks of a long training; a later run goes on "
+                             "training and redoes what depends on the weights")
     args = parser.parse_args(argv)
     try:
         exp = load_experiment(args.config, args.folder)
@@ -365,13 +380,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'done' if step.up_to_date() else 'todo'}  {step.name}: htr {' '.join(step.argv)}")
         return 0
     try:
-        run(exp, args.config, args.only)
+        paused = run(exp, args.config, args.only, interim=args.interim)
     except TrainingPaused as error:
-        print(f"htr run: {error}")
+        print(f"htr run: {error}\n(--interim scores and reports the models as they are now)")
         return 0
     except (RuntimeError, subprocess.CalledProcessError) as error:
         print(f"htr run: {error}\nFix the problem, then rerun the same command to continue.", file=sys.stderr)
         return 1
+    for name in paused:
+        print(f"htr run: interim: '{name}' is not finished; its best weights so far were used")
     if args.report:
         from pipeline.report import write_report
         paths = write_report(exp.folder)

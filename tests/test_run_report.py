@@ -162,7 +162,13 @@ dropout_where = "all"
         assert len(json.loads((model / "metrics.json").read_text())) == 1
         assert "epoch 1:" in (model / "train.log").read_text()
         assert not (model / "DONE").exists()
-    run(exp, config, only="train")  # resumes both for their second and last epoch
+    # an interim run trains nothing and recognises with the best weights so far
+    assert sorted(run(exp, config, only="train,recognize", interim=True)) == ["train all", "train none"]
+    recognitions = [s for s in plan(exp) if s.argv[0] == "recognize"]
+    assert recognitions and all(s.up_to_date() for s in recognitions)
+    assert all(len(json.loads((exp.folder / "models" / n / "metrics.json").read_text())) == 1 for n in ("none", "all"))
+    time.sleep(0.05)  # so the next checkpoints are visibly newer than the interim outputs
+    assert run(exp, config, only="train") == []  # resumes both for their second and last epoch
     for name in ("none", "all"):
         model = exp.folder / "models" / name
         assert len(json.loads((model / "metrics.json").read_text())) == 2
