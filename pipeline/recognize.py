@@ -26,14 +26,13 @@ from pipeline.model import load_model_folder
 
 
 def greedy_decode(logprobs: np.ndarray | torch.Tensor, alphabet: list[str], blank: int = 0) -> str:
-    """Best path: argmax per frame, merge repeats, drop blanks."""
-    best = logprobs.argmax(-1).tolist()
-    symbols, previous = [], None
-    for k in best:
-        if k != previous and k != blank:
-            symbols.append(alphabet[k])
-        previous = k
-    return "".join(symbols)
+    """Best path (the ``greedy`` decoder of ``htr decode``): argmax per frame, merge repeats,
+    drop blanks; the dev CER of training is measured on exactly what ``htr decode`` outputs."""
+    from pipeline.decode import GreedyDecoder
+
+    if isinstance(logprobs, torch.Tensor):
+        logprobs = logprobs.detach().cpu().numpy()
+    return GreedyDecoder(alphabet, blank).decode(np.asarray(logprobs)).text
 
 
 @dataclass

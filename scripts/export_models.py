@@ -1,0 +1,125 @@
+"""Copy an experiment's trained models and LM into a small, committable folder with a model card.
+
+    .venv/bin/python scripts/export_models.py work/experiments/copiste --out models/copiste \
+        --lm-variant dropout-all --data "Copiste d'un jour (BAnQ, CC-BY 4.0): ..."
+
+Writes ``OUT/VARIANT/`` (``model.json`` + ``weights.pt``, what ``htr recognize --model`` reads,
+plus ``metrics.csv``), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json`` and the
+``tuned.json`` of ``--lm-variant``, what ``htr decode --lm`` reads) and ``OUT/MODEL_CARD.md``:
+data, settings, training state and the dev/test scores found in the experiment folder.
+Every file is written atomically; rerun after more training to refresh the export.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
+from pipeline.run import System, load_experiment, system_slug  # noqa: E402
+
+MODEL_FILES = ("model.json", "weights.pt", "metrics.csv")
+LM_FILES = ("lexicon.txt", "words.txt", "lm.bin", "lm.json")
+SETTINGS = ("arch", "mdlstm_hidden", "mdlstm_conv", "height", "dropout", "dropout_where", "optimizer", "lr",
+            "batch_size", "scheduler", "max_epochs", "patience", "seed")
+
+
+def copy(source: Path, target: Path) -> None:
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: missing (train the experiment first: htr run CONFIG)")
+    atomic_write_bytes(target, source.read_bytes())
+
+
+def training_state(model: Path) -> dict:
+    metrics = json.loads((model / "metrics.json").read_text())
+    config = json.loads((model / "train_config.json").read_text())
+    best = min(metrics, key=lambda row: row["dev_cer"])
+    return {"epochs": len(metrics), "max_epochs": config["max_epochs"], "finished": (model / "DONE").is_file(),
+            "best_epoch": best["epoch"], "best_dev_cer": best["dev_cer"],
+            "settings": {key: config[key] for key in SETTINGS if key in config}}
+
+
+def scores(exp_folder: Path, variant: str, systems: list[str]) -> list[tuple[str, float, float]]:
+    rows = []
+    for name in systems:
+        path = exp_folder / "eval" / variant / f"test.{system_slug(System(name, ''))}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            rows.append((name, 100 * data["cer"], 100 * data["wer"]))
+    return rows
+
+
+def model_card(exp_folder: Path, out: Path, states: dict, systems: list[str], data: str, lm_variant: str) -> str:
+    exp = load_experiment(exp_folder / "config.toml", exp_folder)
+    lm_info = json.loads((exp_folder / "lm" / "lm.json").read_text())
+    tuned_path = exp_folder / "lm" / lm_variant / "tuned.json"
+    tuned = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
+    lines = [f"# Model card: {exp.title}\n", f"**Data.** {data}\n",
+             f"Training manifest `{exp.train}`, model selection and test on `{exp.test}`; "
+             f"experiment config `{exp_folder / 'config.toml'}` (rerun: `htr run` with that config).\n",
+             "## Optical models\n",
+             "| variant | epochs trained | state | best greedy dev CER | at epoch |", "|---|---|---|---|---|"]
+    for variant, state in states.items():
+        lines.append(f"| {variant} | {state['epochs']} of {state['max_epochs']} | "
+                     f"{'finished' if state['finished'] else 'unfinished (interim)'} | "
+                     f"{state['best_dev_cer']:.1f}% | {state['best_epoch']} |")
+    settings = next(iter(states.values()))["settings"]
+    lines += ["", "Settings (all variants; only `dropout_where` differs): "
+              + ", ".join(f"`{k}={v}`" for k, v in settings.items() if k != "dropout_where") + ".\n",
+              "## Scores on the test set (%)\n", "| variant | system | CER | WER |", "|---|---|---|---|"]
+    for variant in states:
+        for name, cer, wer in scores(exp_folder, variant, systems):
+            lines.append(f"| {variant} | {name} | {cer:.1f} | {wer:.1f} |")
+    dev = lm_info.get("dev", {})
+    lines += ["", "## Language model\n",
+              f"Word {lm_info['config']['order']}-gram (KenLM) and lexicon from {', '.join(lm_info['texts'])}: "
+              f"{lm_info['lexicon_size']} tokens, {lm_info['surface_words']} surface words; dev perplexity "
+              f"{dev.get('perplexity', 'n/a')}, OOV rate {100 * dev.get('oov_rate', float('nan')):.1f}%. "
+              f"`tuned.json` holds the LM weight and word bonus tuned on dev for {lm_variant}: {json.dumps(tuned)}.\n",
+              "## Use\n", "```bash",
+              f"htr recognize --model {out}/{lm_variant} --manifest LINES.jsonl --out logits.npz",
+              f"htr decode --logits logits.npz --decoder lexicon --lm {out}/lm --out hyp.tsv",
+              f"htr transcribe PAGE.jpg --model {out}/{lm_variant} --lm {out}/lm --out transcripts",
+              "```\n"]
+    return "\n".join(lines)
+
+
+def export(exp_folder: Path, out: Path, lm_variant: str, data: str) -> Path:
+    exp = load_experiment(exp_folder / "config.toml", exp_folder)
+    states = {}
+    for variant in exp.variants:
+        model = exp_folder / "models" / variant
+        for name in MODEL_FILES:
+            copy(model / name, out / variant / name)
+        states[variant] = training_state(model)
+    for name in LM_FILES:
+        copy(exp_folder / "lm" / name, out / "lm" / name)
+    tuned = exp_folder / "lm" / lm_variant / "tuned.json"
+    if tuned.is_file():
+        copy(tuned, out / "lm" / "tuned.json")
+    card = model_card(exp_folder, out, states, [s.name for s in exp.systems], data, lm_variant)
+    atomic_write_text(out / "MODEL_CARD.md", card)
+    return out / "MODEL_CARD.md"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", type=Path, help="experiment folder (holds config.toml, models/, lm/)")
+    parser.add_argument("--out", type=Path, required=True, help="export folder, e.g. models/copiste")
+    parser.add_argument("--lm-variant", default="dropout-all", help="variant whose tuned LM weights ship in OUT/lm")
+    parser.add_argument("--data", default="", help="one paragraph on the training data and its licence")
+    args = parser.parse_args()
+    try:
+        card = export(args.experiment, args.out, args.lm_variant, args.data)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"export_models: {error}", file=sys.stderr)
+        return 1
+    print(f"exported to {args.out} ({card})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
