@@ -120,6 +120,12 @@ def test_report_shows_the_paper_table_reductions_plots_and_gallery(tmp_path):
     page = paths["html"].read_text()
     assert page.count("data:image/png;base64,") >= 2 + 8  # two plots, eight gallery lines
     assert "<ins>" in page and (exp.folder / "report" / "learning_curves.png").stat().st_size > 1000
+    assert "Interim report" in markdown and "3 epochs (unfinished: interim)" in markdown  # no DONE yet
+    for variant in exp.variants:
+        (exp.folder / "models" / variant / "DONE").write_text("training finished\n")
+    markdown = write_report(exp.folder)["markdown"].read_text()
+    assert "Interim report" not in markdown and "3 epochs (finished)" in markdown
+    assert "best dev CER 26.7% at epoch 3" in markdown
 
 
 def test_variants_train_at_the_same_time_and_resume_in_chunks(tmp_path, capsys):
