@@ -301,13 +301,13 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
         stats = train_epoch(net, ctc, optimizer, train_set, batches, config, d, epoch)
         cer = evaluate(model, dev_set, alphabet, d, config.batch_size * 2) if dev_lines else math.nan
         improved = not dev_lines or cer < progress["best_cer"]
-        if scheduler is not None and dev_lines:
-            scheduler.step(cer)
         progress["epoch"] = epoch
         if improved:
             progress.update(best_cer=cer if dev_lines else math.inf, best_epoch=epoch, bad_epochs=0)
         elif progress["best_cer"] < 100.0:  # no patience count in CTC's early all-blank phase
             progress["bad_epochs"] += 1
+        if scheduler is not None and dev_lines and progress["best_cer"] < 100.0:  # nor learning-rate cuts
+            scheduler.step(cer)
         row = {"epoch": epoch, "train_loss": round(stats.loss, 5), "dev_cer": round(cer, 3) if dev_lines else None,
                "lines_per_s": round(stats.lines / max(stats.seconds, 1e-9), 2), "epoch_seconds": round(stats.seconds, 1),
                "lr": optimizer.param_groups[0]["lr"], "bad_batches": stats.bad_batches,

@@ -141,3 +141,15 @@ def test_training_learns_the_tiny_set(tiny, tmp_path):
 def test_missing_manifest_is_a_clear_error(tmp_path, capsys):
     code = train_module.main(["--train", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "m")])
     assert code == 1 and "nope.jsonl" in capsys.readouterr().err
+
+
+def test_plateau_schedule_waits_for_the_end_of_the_all_blank_phase(tiny, tmp_path, monkeypatch):
+    """A dev CER stuck at 100% (CTC's early all-blank phase) is not a plateau: the learning
+    rate is only cut once the model has produced something and then stalls."""
+    dev_cers = iter([100.0, 100.0, 50.0, 60.0])
+    monkeypatch.setattr(train_module, "evaluate", lambda *args, **kwargs: next(dev_cers))
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "4", "--scheduler", "plateau", "--lr-patience", "0",
+                     "--lr", "0.001", "--patience", "0") == 0
+    rates = [row["lr"] for row in json.loads((out / "metrics.json").read_text())]
+    assert rates == [0.001, 0.001, 0.001, 0.0005]
