@@ -97,7 +97,8 @@ def default_tokenize(text: str) -> list[str]:
 
 
 def evaluate(refs: dict[str, str], hyps: dict[str, str],
-             tokenize: Callable[[str], list[str]] = default_tokenize) -> Evaluation:
+             tokenize: Callable[[str], list[str]] = default_tokenize,
+             normalize: Callable[[str], str] = normalize) -> Evaluation:
     """Score every reference line; a line with no hypothesis counts as empty output."""
     result = Evaluation()
     for line_id, ref in refs.items():

@@ -10,10 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from rapidfuzz.distance import Levenshtein
-
 from lm.text import normalize, tokenize
-from pipeline.evaluate import read_texts  # noqa: F401  (re-exported: tune and scripts read texts from here)
+from pipeline.evaluate import evaluate, read_texts  # read_texts re-exported: tune and scripts read texts from here
 
 
 @dataclass
@@ -37,17 +35,13 @@ class ErrorRates:
 
 
 def error_rates(pairs: Iterable[tuple[str, str]], lowercase: bool = False) -> ErrorRates:
-    """Corpus CER/WER of ``(reference, hypothesis)`` pairs."""
-    rates = ErrorRates()
-    for reference, hypothesis in pairs:
-        ref_chars, hyp_chars = normalize(reference, lowercase), normalize(hypothesis, lowercase)
-        ref_words, hyp_words = tokenize(reference, lowercase), tokenize(hypothesis, lowercase)
-        rates.char_errors += Levenshtein.distance(ref_chars, hyp_chars)
-        rates.chars += len(ref_chars)
-        rates.word_errors += Levenshtein.distance(ref_words, hyp_words)
-        rates.words += len(ref_words)
-        rates.lines += 1
-    return rates
+    """Corpus CER/WER of ``(reference, hypothesis)`` pairs (the totals of :func:`evaluate`)."""
+    pairs = list(pairs)
+    result = evaluate({str(k): ref for k, (ref, _) in enumerate(pairs)},
+                      {str(k): hyp for k, (_, hyp) in enumerate(pairs)},
+                      tokenize=lambda text: tokenize(text, lowercase), normalize=lambda text: normalize(text, lowercase))
+    chars, words = result.totals()
+    return ErrorRates(chars.errors, chars.ref, words.errors, words.ref, len(pairs))
 
 
 def score_files(reference: Path, hypothesis: Path, lowercase: bool = False) -> ErrorRates:
