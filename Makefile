@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste bench clean help
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -51,6 +51,14 @@ bench: setup  ## training/inference speed of each 2D-LSTM implementation and the
 
 experiment-copiste: setup  ## the real-data experiment on ../shared/data/copiste (resumable: rerun to continue)
 	$(HTR) run configs/copiste.toml --report
+
+copiste-interim: setup  ## score and report the Copiste models as they are now (trains nothing)
+	$(HTR) run configs/copiste.toml --interim --report
+
+COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québec, CC-BY 4.0): contemporary Québec French handwriting, 238 training pages of 186 writers (4,512 lines); dev = 33 pages of 26 other writers (618 lines).
+
+copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
+	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --data "$(COPISTE_DATA)"
 
 report: setup  ## write the report of the experiment
 	$(HTR) report $(WORK)/experiments/synthetic
