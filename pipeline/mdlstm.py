@@ -240,8 +240,9 @@ class MDLSTM2d(nn.Module):
     (4, 5h, 2h) acting on [h_up, h_left], ``bias`` (4, 5h); gate blocks [i, f_up, f_left, o, g].
     """
 
-    def __init__(self, in_channels: int, hidden: int, impl: str = "auto"):
+    def __init__(self, in_channels: int, hidden: int, impl: str = "auto", init_range: float = 0.0):
         super().__init__()
+        self.init_range = init_range
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         self.in_channels, self.hidden, self.impl = in_channels, hidden, impl
@@ -252,8 +253,8 @@ class MDLSTM2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Uniform(-1/sqrt(h), 1/sqrt(h)), as torch.nn.LSTM."""
-        bound = 1.0 / math.sqrt(self.hidden)
+        """Uniform(-r, r): r = ``init_range``, or 1/sqrt(h) as torch.nn.LSTM when it is 0."""
+        bound = self.init_range or 1.0 / math.sqrt(self.hidden)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 

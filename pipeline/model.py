@@ -56,6 +56,7 @@ class ModelConfig(CliConfig):
     block_height: int = field(default=2, metadata={"help": "input block height (space-to-depth)"})
     sub_width: int = field(default=2, metadata={"help": "subsampling window/stride width of each conv layer"})
     sub_height: int = field(default=4, metadata={"help": "subsampling window/stride height of each conv layer"})
+    mdlstm_init: float = field(default=0.0, metadata={"help": "MDLSTM weights start uniform in [-r, r] (RNNLIB, used by Graves and Pham: 0.1); 0: 1/sqrt(cells), as torch.nn.LSTM"})
     mdlstm_impl: str = field(default="auto", metadata={"help": "2D-LSTM implementation", "choices": ("auto", "naive", "wavefront", "cpp")})
     crnn_conv: str = field(default="16,32,48,64", metadata={"help": "CRNN conv channels (3x3, batch norm, leaky ReLU)"})
     crnn_pools: int = field(default=3, metadata={"help": "CRNN: the first N conv layers are followed by 2x2 max pooling"})
@@ -112,7 +113,7 @@ class MDLSTMNet(nn.Module):
         self.lstms, self.drops, self.convs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         channels = config.block_width * config.block_height
         for i, (size, drop) in enumerate(zip(hidden, dropout_flags(len(hidden), config.dropout_where))):
-            self.lstms.append(MDLSTM2d(channels, size, impl=config.mdlstm_impl))
+            self.lstms.append(MDLSTM2d(channels, size, impl=config.mdlstm_impl, init_range=config.mdlstm_init))
             self.drops.append(nn.Dropout(config.dropout) if drop and config.dropout > 0 else nn.Identity())
             if i < len(convs):
                 window = (config.sub_height, config.sub_width)

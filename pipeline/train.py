@@ -234,7 +234,7 @@ def load_state(out: Path, config: TrainConfig) -> dict:
     if not (out / LAST).is_file():
         raise FileNotFoundError(f"{out / LAST}: no checkpoint to resume from")
     state = torch.load(out / LAST, map_location="cpu", weights_only=False)
-    saved = state["model_config"]
+    saved = {**ModelConfig().to_dict(), **state["model_config"]}  # layout flags added since take their defaults
     if saved != {**model_config_of(config).to_dict(), "mdlstm_impl": saved["mdlstm_impl"]}:
         raise ValueError(f"{out / LAST}: the model flags differ from the saved run's; resume without them")
     return state

@@ -162,3 +162,11 @@ def test_auto_uses_wavefront_for_dtypes_the_cpp_scan_lacks():
     x = torch.randn(1, 2, 3, 4, dtype=torch.bfloat16)
     assert layer.resolved_impl(x) == "wavefront"
     assert layer(x).shape == (1, 12, 3, 4)
+
+
+def test_init_range_bounds_the_starting_weights():
+    default = MDLSTM2d(3, 4)  # torch.nn.LSTM's 1/sqrt(cells) = 0.5
+    rnnlib = MDLSTM2d(3, 4, init_range=0.1)
+    assert max(p.abs().max().item() for p in default.parameters()) > 0.1
+    assert max(p.abs().max().item() for p in rnnlib.parameters()) <= 0.1
+    assert max(p.abs().max().item() for p in default.parameters()) <= 0.5

@@ -153,3 +153,14 @@ def test_plateau_schedule_waits_for_the_end_of_the_all_blank_phase(tiny, tmp_pat
                      "--lr", "0.001", "--patience", "0") == 0
     rates = [row["lr"] for row in json.loads((out / "metrics.json").read_text())]
     assert rates == [0.001, 0.001, 0.001, 0.0005]
+
+
+def test_resume_accepts_a_checkpoint_from_before_a_new_layout_flag(tiny, tmp_path):
+    """Checkpoints written before a model flag existed resume with that flag's default."""
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "1") == 0
+    state = torch.load(out / "last.pt", weights_only=False)
+    del state["model_config"]["mdlstm_init"]
+    torch.save(state, out / "last.pt")
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "2"]) == 0
+    assert len(json.loads((out / "metrics.json").read_text())) == 2
