@@ -221,7 +221,7 @@ def cost_rows(exp: Experiment) -> list[list[str]]:
     for variant in exp.variants:
         model = exp.folder / "models" / variant
         metrics = json.loads((model / "metrics.json").read_text()) if (model / "metrics.json").is_file() else []
-        minutes = metrics[-1]["minutes"] if metrics else float("nan")
+        minutes = training_minutes(metrics) if metrics else float("nan")
         weights = model / "weights.pt"
         size = f"{weights.stat().st_size / 1024:.0f} KiB" if weights.is_file() else "-"
         speed = np.mean([r["lines_per_s"] for r in metrics]) if metrics else float("nan")
@@ -236,6 +236,17 @@ def cost_rows(exp: Experiment) -> list[list[str]]:
             rows.append([f"decode '{system.name}' (test lines, whole step)",
                          f"{test_lines * len(seconds) / sum(seconds):.1f} lines/s"])
     return rows
+
+
+def training_minutes(metrics: list[dict]) -> float:
+    """Wall-clock minutes over every run of a training: each run (a resume) restarts the
+    ``minutes`` column from zero, so the last value of each run is added up."""
+    total, previous = 0.0, 0.0
+    for row in metrics:
+        if row["minutes"] < previous:  # a new run started here
+            total += previous
+        previous = row["minutes"]
+    return total + previous
 
 
 def _training_state(model: Path) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.records import atomic_write_text
+from data_prep.records import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Experiment:
     title: str
     train_until: str = "minutes"  # "minutes": one run of max_minutes is the whole training; "epochs": see below
     train_jobs: int = 1  # variants trained at the same time, the cores split between them
+    resume_from: Path | None = None  # exported model folders (models/NAME/VARIANT) that unstarted trainings continue
 
 
 def _require(table: dict, key: str, where: str) -> Any:
@@ -95,7 +96,8 @@ def load_experiment(path: Path, folder: Path | None = None) -> Experiment:
         systems=systems, tune_decoder=decode.get("tune_decoder", "lexicon"),
         jobs=int(data.get("jobs", 2)), prepare=_commands(dataset.get("prepare", [])),
         title=data.get("title", Path(path).stem), train_until=data.get("train_until", "minutes"),
-        train_jobs=max(1, int(data.get("train_jobs", 1))))
+        train_jobs=max(1, int(data.get("train_jobs", 1))),
+        resume_from=Path(data["resume_from"]) if data.get("resume_from") else None)
 
 
 def _commands(value: list) -> list[list[str]]:
@@ -227,10 +229,37 @@ def _model_folder(step: Step) -> Path:
     return Path(step.argv[step.argv.index("--out") + 1])
 
 
+RESUMABLE_FOLDER = ("model.json", "weights.pt", "metrics.json", "train_config.json")
+EXPORTED_FILES = (*RESUMABLE_FOLDER, "metrics.csv")
+
+
 def train_argv(step: Step) -> list[str]:
-    """The step's ``htr train`` arguments, or ``--resume`` when its folder has a checkpoint."""
+    """The step's ``htr train`` arguments, plus ``--resume`` when its folder has a checkpoint
+    (or, without one, the best weights and metrics of an exported model folder).  The
+    config's flags go along, so a raised ``max_epochs`` applies to a resumed training and
+    a changed layout is refused by name."""
     model = _model_folder(step)
-    return ["train", "--out", str(model), "--resume"] if (model / "last.pt").exists() else list(step.argv)
+    resumable = (model / "last.pt").exists() or all((model / name).exists() for name in RESUMABLE_FOLDER)
+    return [*step.argv, "--resume"] if resumable else list(step.argv)
+
+
+def seed_from_exported(exp: Experiment) -> None:
+    """Copy ``resume_from/VARIANT`` into each model folder that has no training yet, so an
+    experiment continues from the models committed to git (checkpoints are not)."""
+    if exp.resume_from is None:
+        return
+    for variant in exp.variants:
+        source, model = exp.resume_from / variant, exp.folder / "models" / variant
+        if (model / "weights.pt").exists() or (model / "last.pt").exists():
+            continue
+        if not all((source / name).is_file() for name in RESUMABLE_FOLDER):
+            print(f"    {variant}: nothing to continue in {source}; training starts from scratch", flush=True)
+            continue
+        for name in EXPORTED_FILES:
+            if (source / name).is_file():
+                atomic_write_bytes(model / name, (source / name).read_bytes())
+        print(f"    {variant}: continues from {source} (epoch {len(json.loads((source / 'metrics.json').read_text()))})",
+              flush=True)
 
 
 def finish_training(step: Step, exp: Experiment) -> None:
@@ -330,6 +359,8 @@ def run(exp: Experiment, config_path: Path, only: str | None = None, interim: bo
     wanted = set(only.split(",")) if only else None
     steps = [s for s in plan(exp) if wanted is None or s.argv[0] in wanted]
     trainings = [s for s in steps if s.argv[0] == "train" and not s.up_to_date()]
+    if trainings and not interim:
+        seed_from_exported(exp)
     if interim:
         for step in trainings:
             if not (_model_folder(step) / "weights.pt").is_file():

@@ -38,7 +38,8 @@ from tqdm import tqdm
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
 from data_prep.skips import SkipLog
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
-from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, save_model_folder
+from pipeline.model import (MODEL_JSON, WEIGHTS, ModelConfig, build_model, count_parameters, model_config_of,
+                            save_model_folder)
 from pipeline.recognize import greedy_decode
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -230,14 +231,36 @@ def broadcast_flag(flag: bool, d: Dist) -> bool:
 
 
 def load_state(out: Path, config: TrainConfig) -> dict:
-    """The last checkpoint of the run in ``out``; its model layout must match ``config``."""
-    if not (out / LAST).is_file():
-        raise FileNotFoundError(f"{out / LAST}: no checkpoint to resume from")
-    state = torch.load(out / LAST, map_location="cpu", weights_only=False)
+    """The last checkpoint of the run in ``out``; its model layout must match ``config``.
+    Without ``last.pt``, a model folder with its metrics (e.g. one exported to git) gives a
+    warm state: its weights and epoch count, no optimiser state (see :func:`warm_state`)."""
+    if (out / LAST).is_file():
+        state = torch.load(out / LAST, map_location="cpu", weights_only=False)
+    elif all((out / name).is_file() for name in (MODEL_JSON, WEIGHTS, "metrics.json")):
+        state = warm_state(out)
+    else:
+        raise FileNotFoundError(f"{out / LAST}: no checkpoint to resume from (nor a model folder with metrics.json)")
     saved = {**ModelConfig().to_dict(), **state["model_config"]}  # layout flags added since take their defaults
     if saved != {**model_config_of(config).to_dict(), "mdlstm_impl": saved["mdlstm_impl"]}:
         raise ValueError(f"{out / LAST}: the model flags differ from the saved run's; resume without them")
     return state
+
+
+def warm_state(out: Path) -> dict:
+    """Resume state from a model folder without ``last.pt``: the best weights, the epoch count
+    and early-stopping counters rebuilt from ``metrics.json``; the optimiser starts afresh
+    at the last learning rate (checkpoints are not committed, model folders are)."""
+    description = json.loads((out / MODEL_JSON).read_text(encoding="utf-8"))
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    scored = [row for row in metrics if row.get("dev_cer") is not None]
+    best = min(scored, key=lambda row: row["dev_cer"]) if scored else None
+    epoch = metrics[-1]["epoch"] if metrics else 0
+    best_cer = best["dev_cer"] if best else math.inf
+    progress = {"epoch": epoch, "best_cer": best_cer, "best_epoch": best["epoch"] if best else 0,
+                "bad_epochs": epoch - best["epoch"] if best and best_cer < 100.0 else 0, "metrics": metrics}
+    return {"warm": True, "model": torch.load(out / WEIGHTS, map_location="cpu", weights_only=True),
+            "alphabet": description["alphabet"], "model_config": description["config"], "progress": progress,
+            "lr": metrics[-1]["lr"] if metrics else None}
 
 
 def train(config: TrainConfig, resume: bool = False) -> nn.Module:
@@ -264,7 +287,19 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     optimizer = make_optimizer(config, model.parameters())
     scheduler = make_scheduler(config, optimizer)
     progress = {"epoch": 0, "best_cer": math.inf, "best_epoch": 0, "bad_epochs": 0, "metrics": []}
-    if state:
+    if state and state.get("warm"):
+        model.load_state_dict(state["model"])
+        for group in optimizer.param_groups:
+            group["lr"] = state["lr"] or group["lr"]
+        progress = state["progress"]
+        torch.manual_seed(config.seed * 7919 + d.rank + 104_729 * progress["epoch"])
+        random.seed(config.seed + d.rank + progress["epoch"])
+        np.random.seed(config.seed + d.rank + progress["epoch"])
+        if d.main:
+            print(f"htr train: no {out / LAST}: continuing from the best weights (epoch {progress['best_epoch']}) "
+                  f"after epoch {progress['epoch']}, with a fresh optimiser at lr {optimizer.param_groups[0]['lr']:g}",
+                  file=sys.stderr)
+    elif state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler"):

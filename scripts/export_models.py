@@ -4,7 +4,8 @@
         --lm-variant dropout-all --data "Copiste d'un jour (BAnQ, CC-BY 4.0): ..."
 
 Writes ``OUT/VARIANT/`` (``model.json`` + ``weights.pt``, what ``htr recognize --model`` reads,
-plus ``metrics.csv``), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json`` and the
+plus ``metrics.json/csv`` and ``train_config.json``, so that ``resume_from`` in an experiment
+config continues the training from these folders), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json`` and the
 ``tuned.json`` of ``--lm-variant``, what ``htr decode --lm`` reads) and ``OUT/MODEL_CARD.md``:
 data, settings, training state and the dev/test scores found in the experiment folder.
 Every file is written atomically; rerun after more training to refresh the export.
@@ -19,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
-from pipeline.run import System, load_experiment, system_slug  # noqa: E402
+from pipeline.run import EXPORTED_FILES, System, load_experiment, system_slug  # noqa: E402
 
-MODEL_FILES = ("model.json", "weights.pt", "metrics.csv")
+MODEL_FILES = EXPORTED_FILES  # what `htr run` needs to continue a training (resume_from)
 LM_FILES = ("lexicon.txt", "words.txt", "lm.bin", "lm.json")
 SETTINGS = ("arch", "mdlstm_hidden", "mdlstm_conv", "height", "dropout", "dropout_where", "optimizer", "lr",
             "batch_size", "scheduler", "max_epochs", "patience", "seed")

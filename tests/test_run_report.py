@@ -13,7 +13,7 @@ from PIL import Image
 from data_prep.records import LineRecord, write_manifest
 from pipeline.evaluate import evaluate, to_json
 from pipeline.report import write_report
-from pipeline.run import (Step, System, TrainingPaused, flags, load_experiment, plan, run, system_slug,
+from pipeline.run import (EXPORTED_FILES, Step, System, TrainingPaused, flags, load_experiment, plan, run, system_slug,
                           train_concurrently)
 
 CONFIG = """
@@ -128,6 +128,13 @@ def test_report_shows_the_paper_table_reductions_plots_and_gallery(tmp_path):
     assert "best dev CER 26.7% at epoch 3" in markdown
 
 
+def test_training_minutes_add_up_the_runs_of_a_resumed_training():
+    from pipeline.report import training_minutes
+    runs = [{"minutes": m} for m in (7.0, 13.0, 6.5, 12.0, 5.0)]  # three runs: 13 + 12 + 5 minutes
+    assert training_minutes(runs) == 30.0
+    assert training_minutes([{"minutes": 4.0}, {"minutes": 9.0}]) == 9.0
+
+
 def test_variants_train_at_the_same_time_and_resume_in_chunks(tmp_path, capsys):
     """train_jobs = 2: both variants train in parallel processes, each logging to its folder;
     with train_until = "epochs" a run stopped short of max_epochs pauses, and the next run
@@ -180,3 +187,17 @@ dropout_where = "all"
         assert len(json.loads((model / "metrics.json").read_text())) == 2
         assert (model / "DONE").exists()
     assert "training 2 variants, 2 at a time" in capsys.readouterr().out
+    # a new experiment folder continues from exported model folders (as committed: no last.pt)
+    exported = tmp_path / "exported"
+    for name in ("none", "all"):
+        for file in EXPORTED_FILES:
+            (exported / name).mkdir(parents=True, exist_ok=True)
+            (exported / name / file).write_bytes((exp.folder / "models" / name / file).read_bytes())
+    config.write_text(config.read_text().replace("max_epochs = 2", "max_epochs = 3")
+                      .replace("train_jobs = 2", f'train_jobs = 2\nresume_from = "{exported}"'))
+    again = load_experiment(config, tmp_path / "again")
+    run(again, config, only="train")
+    assert "continues from" in capsys.readouterr().out
+    for name in ("none", "all"):
+        metrics = json.loads((again.folder / "models" / name / "metrics.json").read_text())
+        assert [row["epoch"] for row in metrics] == [1, 2, 3] and (again.folder / "models" / name / "DONE").exists()

@@ -164,3 +164,25 @@ def test_resume_accepts_a_checkpoint_from_before_a_new_layout_flag(tiny, tmp_pat
     torch.save(state, out / "last.pt")
     assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "2"]) == 0
     assert len(json.loads((out / "metrics.json").read_text())) == 2
+
+
+def test_resume_without_a_checkpoint_continues_from_the_model_folder(tiny, tmp_path, capsys):
+    """A model folder as committed to git (no last.pt) resumes from its best weights, keeping
+    the epoch count and metrics; only the optimiser state is new."""
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "2", "--lr", "0.002") == 0
+    (out / "last.pt").unlink()
+    before = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "3"]) == 0
+    assert "continuing from the best weights" in capsys.readouterr().err
+    after = json.loads((out / "metrics.json").read_text())
+    assert after[:2] == before and [row["epoch"] for row in after] == [1, 2, 3]
+    assert after[2]["lr"] == 0.002 and (out / "last.pt").is_file()
+
+
+def test_resume_with_nothing_to_resume_names_the_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    TrainConfig(train=tmp_path / "t.jsonl", out=tmp_path / "empty").save(tmp_path / "empty" / "train_config.json")
+    assert train_module.main(["--resume", "--out", str(tmp_path / "empty")]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
