@@ -33,6 +33,9 @@ def main() -> int:
     parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=DECODERS)
     parser.add_argument("--beam-token", type=int, default=DecodeConfig.beam_token, help="labels per frame")
     parser.add_argument("--line-seconds", type=float, default=DecodeConfig.line_seconds, help="beam/beam-lm time bound")
+    parser.add_argument("--token-min-logp", type=float, default=DecodeConfig.token_min_logp, help="beam/beam-lm label cut")
+    parser.add_argument("--beam-threshold", type=float, default=DecodeConfig.beam_threshold, help="lexicon/char-lm beam cut")
+    parser.add_argument("--beam-prune-logp", type=float, default=DecodeConfig.beam_prune_logp, help="beam/beam-lm beam cut")
     parser.add_argument("--note", default="", help="free text stored in the JSON (what the logits are)")
     args = parser.parse_args()
     cache = load_logits(args.logits)
@@ -42,6 +45,8 @@ def main() -> int:
     for name in args.decoders:
         tuned = read_tuned(args.lm, name)
         config = DecodeConfig(decoder=name, beam=args.beam, beam_token=args.beam_token, line_seconds=args.line_seconds,
+                              token_min_logp=args.token_min_logp, beam_prune_logp=args.beam_prune_logp,
+                              beam_threshold=args.beam_threshold,
                               **{k: tuned[k] for k in ("lm_weight", "word_bonus") if k in tuned})
         start = time.perf_counter()
         decoder = make_decoder(config, cache.alphabet, cache.blank, args.lm)
@@ -63,6 +68,8 @@ def main() -> int:
     report = {"logits": str(args.logits), "refs": str(args.refs), "lm": str(args.lm), "note": args.note,
               "lines": len(cache), "frames": frames, "labels": len(cache.alphabet), "beam": args.beam,
               "beam_token": args.beam_token, "line_seconds": args.line_seconds,
+              "token_min_logp": args.token_min_logp, "beam_prune_logp": args.beam_prune_logp,
+              "beam_threshold": args.beam_threshold,
               "machine": f"{platform.machine()}, {platform.python_version()}, 2 shared CPU cores, jobs 1",
               "decoders": results}
     atomic_write_text(args.out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,49 @@
+"""The committed Copiste models (models/copiste) work with `htr recognize` and `htr decode`,
+as the model card promises: every variant loads and writes a log-probability cache, and the
+strict-lexicon decoder with the committed LM only outputs words of its lexicon."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lm.build import read_counts
+from pipeline import decode as decode_module
+from pipeline import recognize as recognize_module
+from pipeline.logits import load_logits
+from test_train import write_tiny_set
+
+RELEASE = Path(__file__).resolve().parents[1] / "models" / "copiste"
+VARIANTS = ("dropout-none", "dropout-top", "dropout-all")
+
+pytestmark = pytest.mark.skipif(not (RELEASE / "lm" / "lm.bin").is_file(), reason="models/copiste not exported")
+
+
+@pytest.fixture(scope="module")
+def lines(tmp_path_factory):
+    return write_tiny_set(tmp_path_factory.mktemp("lines"), ["abc", "cab", "bacab"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_released_model_recognises_lines(variant, lines, tmp_path):
+    model = RELEASE / variant
+    out = tmp_path / "dev.npz"
+    code = recognize_module.main(["--model", str(model), "--manifest", str(lines), "--out", str(out),
+                                  "--threads", "1", "--quiet"])
+    assert code == 0
+    cache = load_logits(out)
+    assert cache.ids == ["l0", "l1", "l2"]
+    assert cache.alphabet == json.loads((model / "model.json").read_text())["alphabet"]
+
+
+def test_released_lm_decodes_into_lexicon_words_only(lines, tmp_path):
+    logits, hyp = tmp_path / "dev.npz", tmp_path / "hyp.tsv"
+    assert recognize_module.main(["--model", str(RELEASE / "dropout-all"), "--manifest", str(lines),
+                                  "--out", str(logits), "--threads", "1", "--quiet"]) == 0
+    assert decode_module.main(["--logits", str(logits), "--decoder", "lexicon", "--lm", str(RELEASE / "lm"),
+                               "--out", str(hyp), "--jobs", "1"]) == 0
+    words = set(read_counts(RELEASE / "lm" / "words.txt"))
+    rows = [line.split("\t") for line in hyp.read_text(encoding="utf-8").splitlines()]
+    assert [row[0] for row in rows] == ["l0", "l1", "l2"]
+    assert all(word in words for row in rows for word in row[1].split())
