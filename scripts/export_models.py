@@ -58,6 +58,8 @@ def model_card(exp_folder: Path, out: Path, states: dict, systems: list[str], da
     lm_info = json.loads((exp_folder / "lm" / "lm.json").read_text())
     tuned_path = exp_folder / "lm" / lm_variant / "tuned.json"
     tuned = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
+    tuned = {decoder: {key: found[key] for key in ("lm_weight", "word_bonus") if key in found}
+             for decoder, found in tuned.items()}  # the card names the values, tuned.json keeps the search
     lines = [f"# Model card: {exp.title}\n", f"**Data.** {data}\n",
              f"Training manifest `{exp.train}`, model selection and test on `{exp.test}`; "
              f"experiment config `{exp_folder / 'config.toml'}` (rerun: `htr run` with that config).\n",
