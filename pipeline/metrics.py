@@ -34,6 +34,12 @@ class ErrorRates:
         return {**asdict(self), "cer": round(self.cer, 6), "wer": round(self.wer, 6)}
 
 
+def best_epoch_row(metrics: list[dict]) -> dict | None:
+    """The row of a training's ``metrics.json`` with the lowest dev CER (None without dev)."""
+    scored = [row for row in metrics if row.get("dev_cer") is not None]
+    return min(scored, key=lambda row: row["dev_cer"]) if scored else None
+
+
 def error_rates(pairs: Iterable[tuple[str, str]], lowercase: bool = False) -> ErrorRates:
     """Corpus CER/WER of ``(reference, hypothesis)`` pairs (the totals of :func:`evaluate`)."""
     pairs = list(pairs)

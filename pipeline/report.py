@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest, resolve_image  # noqa: E402
 from pipeline.evaluate import evaluate, paired_reduction, read_texts, summary  # noqa: E402
+from pipeline.metrics import best_epoch_row  # noqa: E402
 from pipeline.run import Experiment, load_experiment, system_slug  # noqa: E402
 
 
@@ -225,8 +226,7 @@ def cost_rows(exp: Experiment) -> list[list[str]]:
         weights = model / "weights.pt"
         size = f"{weights.stat().st_size / 1024:.0f} KiB" if weights.is_file() else "-"
         speed = np.mean([r["lines_per_s"] for r in metrics]) if metrics else float("nan")
-        scored = [r for r in metrics if r.get("dev_cer") is not None]
-        best = min(scored, key=lambda r: r["dev_cer"]) if scored else None
+        best = best_epoch_row(metrics)
         rows.append([f"{variant}: training", f"{len(metrics)} epochs{_training_state(model)}, {minutes:.1f} min, "
                      f"{speed:.1f} lines/s" + (f"; best dev CER {best['dev_cer']:.1f}% at epoch {best['epoch']}" if best else "")])
         rows.append([f"{variant}: model file", size])
@@ -347,8 +347,9 @@ def write_report(folder: Path) -> dict[str, Path]:
 
 def _markdown(exp: Experiment, tables: dict, items: list[dict]) -> str:
     parts = [f"# {exp.title}\n", f"Experiment folder `{exp.folder}`; test set `{exp.test}`.\n"]
-    if unfinished_variants(exp):
-        parts.append(f"**{INTERIM_NOTE}** ({', '.join(unfinished_variants(exp))})\n")
+    unfinished = unfinished_variants(exp)
+    if unfinished:
+        parts.append(f"**{INTERIM_NOTE}** ({', '.join(unfinished)})\n")
     for title, key, note in SECTIONS:
         parts.append(f"## {title}\n\n{note}\n\n{_markdown_table(tables[key])}")
         if key == "paper":
@@ -378,8 +379,9 @@ def _html(exp: Experiment, tables: dict, items: list[dict], out: Path) -> str:
              f"<style>{STYLE}</style></head><body><h1>{html.escape(exp.title)}</h1>"
              f"<p class='note'>Experiment folder <code>{html.escape(str(exp.folder))}</code>; test set "
              f"<code>{html.escape(str(exp.test))}</code>.</p>"]
-    if unfinished_variants(exp):
-        parts.append(f"<p><b>{html.escape(INTERIM_NOTE)}</b> ({html.escape(', '.join(unfinished_variants(exp)))})</p>")
+    unfinished = unfinished_variants(exp)
+    if unfinished:
+        parts.append(f"<p><b>{html.escape(INTERIM_NOTE)}</b> ({html.escape(', '.join(unfinished))})</p>")
     for title, key, note in SECTIONS:
         parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(note)}</p>{_html_table(tables[key])}")
         if key == "paper":

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
 from data_prep.skips import SkipLog
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
+from pipeline.metrics import best_epoch_row
 from pipeline.model import (MODEL_JSON, WEIGHTS, ModelConfig, build_model, count_parameters, model_config_of,
                             save_model_folder)
 from pipeline.recognize import greedy_decode
@@ -252,8 +253,7 @@ def warm_state(out: Path) -> dict:
     at the last learning rate (checkpoints are not committed, model folders are)."""
     description = json.loads((out / MODEL_JSON).read_text(encoding="utf-8"))
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    scored = [row for row in metrics if row.get("dev_cer") is not None]
-    best = min(scored, key=lambda row: row["dev_cer"]) if scored else None
+    best = best_epoch_row(metrics)
     epoch = metrics[-1]["epoch"] if metrics else 0
     best_cer = best["dev_cer"] if best else math.inf
     progress = {"epoch": epoch, "best_cer": best_cer, "best_epoch": best["epoch"] if best else 0,

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
 from pipeline.run import EXPORTED_FILES, System, load_experiment, system_slug  # noqa: E402
+from pipeline.metrics import best_epoch_row  # noqa: E402
 
 MODEL_FILES = EXPORTED_FILES  # what `htr run` needs to continue a training (resume_from)
 LM_FILES = ("lexicon.txt", "words.txt", "lm.bin", "lm.json")
@@ -37,7 +38,7 @@ def copy(source: Path, target: Path) -> None:
 def training_state(model: Path) -> dict:
     metrics = json.loads((model / "metrics.json").read_text())
     config = json.loads((model / "train_config.json").read_text())
-    best = min(metrics, key=lambda row: row["dev_cer"])
+    best = best_epoch_row(metrics)
     return {"epochs": len(metrics), "max_epochs": config["max_epochs"], "finished": (model / "DONE").is_file(),
             "best_epoch": best["epoch"], "best_dev_cer": best["dev_cer"],
             "settings": {key: config[key] for key in SETTINGS if key in config}}
