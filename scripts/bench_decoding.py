@@ -38,8 +38,12 @@ def main() -> int:
     parser.add_argument("--beam-prune-logp", type=float, default=DecodeConfig.beam_prune_logp, help="beam/beam-lm beam cut")
     parser.add_argument("--note", default="", help="free text stored in the JSON (what the logits are)")
     args = parser.parse_args()
-    cache = load_logits(args.logits)
-    refs = read_texts(args.refs)
+    try:
+        cache = load_logits(args.logits)
+        refs = read_texts(args.refs)
+    except (OSError, ValueError) as error:
+        print(f"bench_decoding: {error}", file=sys.stderr)
+        return 1
     frames = sum(len(a) for a in cache.logprobs)
     results = {}
     for name in args.decoders:
