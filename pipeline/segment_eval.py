@@ -13,7 +13,11 @@ at a threshold when its IoU reaches it.  Reported per page and in total:
   order, appear in increasing predicted order (``same_order``); as a softer measure,
   the share of matched lines in the longest run that is in order (``order_agreement``,
   1.0 = same order; one line placed elsewhere, e.g. a page label the annotator
-  listed last, costs one line, not the whole page).
+  listed last, costs one line, not the whole page);
+- for each predicted line, the ground-truth line it overlaps most (``line_map``), or none
+  when less than 10% of it lies inside any ground-truth line: text the annotators left
+  out, such as printed form headers.  The report uses the map to split the recognition
+  cost of segmentation into unannotated lines, reading order and the crops themselves.
 """
 from __future__ import annotations
 
@@ -28,11 +32,12 @@ from scipy.optimize import linear_sum_assignment
 
 from data_prep.geometry import polygon_mask
 from data_prep.readers import read_alto, read_pagexml
-from data_prep.readers.base import local_name, parse_xml, xml_files
+from data_prep.readers.base import LineSpec, local_name, parse_xml, xml_files
 from data_prep.records import atomic_write_text
 from data_prep.skips import SkipLog
 
 THRESHOLDS = (0.5, 0.75)
+UNANNOTATED_BELOW = 0.1  # share of a predicted line inside ground-truth lines
 
 
 @dataclass
@@ -79,6 +84,8 @@ class PageScore:
     order_agreement: float = 1.0
     in_order: int = 0  # matched lines in the longest in-order run
     mean_iou: float = 0.0
+    # per predicted line: index of the ground-truth line it overlaps most, None if unannotated
+    pred_to_gt: list[int | None] = field(default_factory=list)
 
 
 def score_page(name: str, pred: list[list[list[float]]], gt: list[list[list[float]]]) -> PageScore:
@@ -100,6 +107,10 @@ def score_page(name: str, pred: list[list[list[float]]], gt: list[list[list[floa
         inside_pred = (inter >= 0.5 * g_area[None, :]) & (inter >= 0.1 * p_area[:, None])
         score.over = int((inside_gt.sum(axis=0) >= 2).sum())
         score.under = int((inside_pred.sum(axis=1) >= 2).sum())
+        annotated = inter.sum(axis=1) >= UNANNOTATED_BELOW * p_area
+        score.pred_to_gt = [int(np.argmax(row)) if ok else None for row, ok in zip(inter, annotated)]
+    else:
+        score.pred_to_gt = [None] * len(p_regions)
     good = pair_iou >= 0.5
     order = [p for _, p in sorted(zip(cols[good], rows[good]))]
     score.same_order = all(a < b for a, b in zip(order, order[1:]))
@@ -126,31 +137,33 @@ def prf(matched: int, pred: int, gt: int) -> dict[str, float]:
     return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
 
 
-def page_polygons(path: Path, log: SkipLog) -> dict[str, list]:
-    """Stem -> line polygons (document order) for every ALTO/PAGE XML file under ``path``."""
-    pages: dict[str, list] = {}
+def page_lines(path: Path, log: SkipLog) -> dict[str, list[LineSpec]]:
+    """Stem -> lines with a polygon (document order) for every ALTO/PAGE XML file under ``path``."""
+    pages: dict[str, list[LineSpec]] = {}
     for xml_path in xml_files(path):
         root = parse_xml(xml_path, log)
         if root is None:
             continue
         reader = read_pagexml if local_name(root) == "PcGts" else read_alto
         for spec in reader(xml_path, log):
-            pages[xml_path.stem] = [line.polygon for line in spec.lines]
+            pages[xml_path.stem] = [line for line in spec.lines if len(line.polygon) >= 3]
     return pages
 
 
 def evaluate(pred_dir: Path, gt_dir: Path, log: SkipLog) -> dict:
     """Per-page and total scores; a ground-truth page without prediction counts as empty."""
-    gt = page_polygons(gt_dir, log)
-    pred = page_polygons(pred_dir, log)
+    gt = page_lines(gt_dir, log)
+    pred = page_lines(pred_dir, log)
     missing = sorted(set(gt) - set(pred))
     for name in missing:
         log.skip_file(pred_dir / f"{name}.xml", "no prediction for ground-truth page", "scored as zero lines")
-    scores = [score_page(name, pred.get(name, []), gt[name]) for name in sorted(gt)]
+    scores = [score_page(name, [line.polygon for line in pred.get(name, [])], [line.polygon for line in gt[name]])
+              for name in sorted(gt)]
     total = {"pages": len(scores), "gt_lines": sum(s.gt_lines for s in scores),
              "pred_lines": sum(s.pred_lines for s in scores),
              "over_segmented": sum(s.over for s in scores), "under_segmented": sum(s.under for s in scores),
-             "same_order_pages": sum(s.same_order for s in scores)}
+             "same_order_pages": sum(s.same_order for s in scores),
+             "unannotated_pred_lines": sum(g is None for s in scores for g in s.pred_to_gt)}
     total["same_order_rate"] = round(total["same_order_pages"] / len(scores), 4) if scores else 0.0
     total["order_agreement_mean"] = round(float(np.mean([s.order_agreement for s in scores])), 4) if scores else 0.0
     total["pages_at_most_one_line_out_of_order"] = sum(
@@ -161,7 +174,10 @@ def evaluate(pred_dir: Path, gt_dir: Path, log: SkipLog) -> dict:
     pages = []
     for s in scores:
         row = asdict(s)
+        del row["pred_to_gt"]
         row["mean_iou"] = round(s.mean_iou, 4)
+        row["line_map"] = {line.id: (None if g is None else gt[s.page][g].id)
+                           for line, g in zip(pred.get(s.page, []), s.pred_to_gt)}
         for threshold in THRESHOLDS:
             row[f"iou>={threshold}"] = prf(s.matched[str(threshold)], s.pred_lines, s.gt_lines)
         pages.append(row)
@@ -178,6 +194,7 @@ def table(report: dict, worst: int = 5) -> str:
         lines.append(f"IoU>={threshold:<7} {s['precision']:7.4f} {s['recall']:7.4f} {s['f1']:7.4f}")
     lines.append(f"pages {t['pages']}, GT lines {t['gt_lines']}, predicted {t['pred_lines']}, "
                  f"over-segmented {t['over_segmented']}, under-segmented {t['under_segmented']}, "
+                 f"predicted outside every GT line {t.get('unannotated_pred_lines', 0)}, "
                  f"same reading order {t['same_order_pages']}/{t['pages']} "
                  f"(at most one line out of order: {t['pages_at_most_one_line_out_of_order']}/{t['pages']}, "
                  f"mean order agreement {t['order_agreement_mean']:.4f})")

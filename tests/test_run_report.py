@@ -201,3 +201,33 @@ dropout_where = "all"
     for name in ("none", "all"):
         metrics = json.loads((again.folder / "models" / name / "metrics.json").read_text())
         assert [row["epoch"] for row in metrics] == [1, 2, 3] and (again.folder / "models" / name / "DONE").exists()
+
+
+def test_page_level_splits_the_segmentation_cost_into_unannotated_lines_order_and_crops(tmp_path):
+    """A predicted page with a printed header the annotators left out and two lines swapped:
+    dropping the header and restoring ground-truth order leaves no error, since the crops
+    themselves are read right."""
+    from pipeline.report import page_level
+    config, exp = _experiment(tmp_path)
+    texts = {"g1": "dear sir", "g2": "your letter came", "g3": "yours truly"}
+    write_manifest(exp.test, [LineRecord(id=k, image=f"{k}.png", text=v, page="/p/page.jpg") for k, v in texts.items()])
+    seg = exp.folder / "segment"
+    predicted = {"p1": ("FORM 12", None), "p2": ("dear sir", "g1"), "p3": ("yours truly", "g3"),
+                 "p4": ("your letter came", "g2")}
+    write_manifest(seg / "lines" / "manifest.jsonl",
+                   [LineRecord(id=k, image=f"{k}.png", text="", page="/p/page.jpg") for k in predicted])
+    (seg / "eval.json").write_text(json.dumps({"pages": [{"page": "page", "line_map": {k: g for k, (_, g) in predicted.items()}}]}))
+    for variant in exp.variants:
+        for system in exp.systems:
+            hyp = exp.folder / "hyp" / variant / f"test.{system_slug(system)}.tsv"
+            hyp.parent.mkdir(parents=True, exist_ok=True)
+            hyp.write_text("".join(f"{k}\t{v}\n" for k, v in texts.items()))
+            hyp.with_name(f"test-seg.{system_slug(system)}.tsv").write_text(
+                "".join(f"{k}\t{text}\n" for k, (text, _) in predicted.items()))
+    header, *rows = page_level(exp)
+    assert header[2:6] == ["GT lines CER %", "predicted CER %", "annotated only CER %", "annotated, GT order CER %"]
+    assert len(rows) == 4
+    for row in rows:
+        gt, predicted_cer, annotated, in_order = (float(cell.split()[0]) for cell in row[2:6])
+        assert gt == 0.0 and in_order == 0.0
+        assert predicted_cer > annotated > 0.0

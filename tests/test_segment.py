@@ -196,3 +196,14 @@ def test_eval_counts_over_under_and_order():
     assert score.over == 1 and score.under == 1
     swapped = segment_eval.score_page("y", [gt[1], gt[0], gt[2]], gt)
     assert swapped.matched["0.5"] == 3 and not swapped.same_order and swapped.in_order == 2
+
+
+def test_eval_maps_each_predicted_line_to_its_ground_truth_line_or_none(tmp_path):
+    boxes = _boxes(3)
+    header = [[[100, 20], [600, 20], [600, 60], [100, 60]]]  # above every ground-truth line
+    _write_gt(tmp_path / "gt", "a", boxes)
+    _write_gt(tmp_path / "pred", "a", header + [boxes[1], boxes[0], boxes[2]])
+    report = segment_eval.evaluate(tmp_path / "pred", tmp_path / "gt", SkipLog(stream=None))
+    page = report["pages"][0]
+    assert list(page["line_map"].values())[0] is None and report["total"]["unannotated_pred_lines"] == 1
+    assert [gt[-1] for gt in list(page["line_map"].values())[1:]] == ["1", "0", "2"]
