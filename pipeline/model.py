@@ -27,6 +27,7 @@ from torch import nn
 
 from data_prep.cliconfig import CliConfig
 from data_prep.records import atomic_write_bytes, atomic_write_text
+from pipeline.folders import MODEL_JSON, WEIGHTS
 
 ARCHS = ("mdlstm", "crnn")
 DROPOUT_PLACES = ("none", "top", "all")
@@ -205,8 +206,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # ---- model folder: model.json (config + alphabet) + weights.pt ----------------------
-
-MODEL_JSON, WEIGHTS = "model.json", "weights.pt"
 
 
 def save_model_folder(folder: Path, config: ModelConfig, alphabet: list[str], model: nn.Module) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.records import atomic_write_bytes, atomic_write_text
+from pipeline.folders import EXPORTED_FILES, LAST, METRICS_JSON, WEIGHTS, can_resume, can_warm_start
 
 
 @dataclass
@@ -229,18 +230,13 @@ def _model_folder(step: Step) -> Path:
     return Path(step.argv[step.argv.index("--out") + 1])
 
 
-RESUMABLE_FOLDER = ("model.json", "weights.pt", "metrics.json", "train_config.json")
-EXPORTED_FILES = (*RESUMABLE_FOLDER, "metrics.csv")
-
-
 def train_argv(step: Step) -> list[str]:
     """The step's ``htr train`` arguments, plus ``--resume`` when its folder has a checkpoint
     (or, without one, the best weights and metrics of an exported model folder).  The
     config's flags go along, so a raised ``max_epochs`` applies to a resumed training and
     a changed layout is refused by name."""
     model = _model_folder(step)
-    resumable = (model / "last.pt").exists() or all((model / name).exists() for name in RESUMABLE_FOLDER)
-    return [*step.argv, "--resume"] if resumable else list(step.argv)
+    return [*step.argv, "--resume"] if can_resume(model) else list(step.argv)
 
 
 def seed_from_exported(exp: Experiment) -> None:
@@ -250,15 +246,15 @@ def seed_from_exported(exp: Experiment) -> None:
         return
     for variant in exp.variants:
         source, model = exp.resume_from / variant, exp.folder / "models" / variant
-        if (model / "weights.pt").exists() or (model / "last.pt").exists():
+        if (model / WEIGHTS).exists() or (model / LAST).exists():
             continue
-        if not all((source / name).is_file() for name in RESUMABLE_FOLDER):
+        if not can_warm_start(source):
             print(f"    {variant}: nothing to continue in {source}; training starts from scratch", flush=True)
             continue
         for name in EXPORTED_FILES:
             if (source / name).is_file():
                 atomic_write_bytes(model / name, (source / name).read_bytes())
-        print(f"    {variant}: continues from {source} (epoch {len(json.loads((source / 'metrics.json').read_text()))})",
+        print(f"    {variant}: continues from {source} (epoch {len(json.loads((source / METRICS_JSON).read_text()))})",
               flush=True)
 
 
@@ -332,7 +328,7 @@ class TrainingPaused(RuntimeError):
 def _training_finished(model: Path) -> bool:
     """With train_until = "epochs": max_epochs reached, or early stopping triggered."""
     config = json.loads((model / "train_config.json").read_text())
-    metrics = json.loads((model / "metrics.json").read_text()) if (model / "metrics.json").exists() else []
+    metrics = json.loads((model / METRICS_JSON).read_text()) if (model / METRICS_JSON).exists() else []
     if len(metrics) >= config["max_epochs"]:
         return True
     patience = config.get("patience", 0)

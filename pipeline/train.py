@@ -39,13 +39,12 @@ from data_prep.records import atomic_write_bytes, atomic_write_text, read_manife
 from data_prep.skips import SkipLog
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
 from pipeline.metrics import best_epoch_row
-from pipeline.model import (MODEL_JSON, WEIGHTS, ModelConfig, build_model, count_parameters, model_config_of,
-                            save_model_folder)
+from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON, MODEL_JSON, WEIGHTS, can_warm_start
+from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, save_model_folder
 from pipeline.recognize import greedy_decode
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULERS = ("none", "plateau")
-LAST, CONFIG_FILE = "last.pt", "train_config.json"
 
 
 @dataclass
@@ -207,13 +206,13 @@ def evaluate(model: nn.Module, dataset: LineDataset, alphabet: list[str], d: Dis
 
 
 def write_metrics(out: Path, metrics: list[dict]) -> None:
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    atomic_write_text(out / METRICS_JSON, json.dumps(metrics, indent=1) + "\n")
     if metrics:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(metrics[0]))
         writer.writeheader()
         writer.writerows(metrics)
-        atomic_write_text(out / "metrics.csv", buffer.getvalue())
+        atomic_write_text(out / METRICS_CSV, buffer.getvalue())
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -237,7 +236,7 @@ def load_state(out: Path, config: TrainConfig) -> dict:
     warm state: its weights and epoch count, no optimiser state (see :func:`warm_state`)."""
     if (out / LAST).is_file():
         state = torch.load(out / LAST, map_location="cpu", weights_only=False)
-    elif all((out / name).is_file() for name in (MODEL_JSON, WEIGHTS, "metrics.json")):
+    elif can_warm_start(out):
         state = warm_state(out)
     else:
         raise FileNotFoundError(f"{out / LAST}: no checkpoint to resume from (nor a model folder with metrics.json)")
@@ -252,7 +251,7 @@ def warm_state(out: Path) -> dict:
     and early-stopping counters rebuilt from ``metrics.json``; the optimiser starts afresh
     at the last learning rate (checkpoints are not committed, model folders are)."""
     description = json.loads((out / MODEL_JSON).read_text(encoding="utf-8"))
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    metrics = json.loads((out / METRICS_JSON).read_text(encoding="utf-8"))
     best = best_epoch_row(metrics)
     epoch = metrics[-1]["epoch"] if metrics else 0
     best_cer = best["dev_cer"] if best else math.inf

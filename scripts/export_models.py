@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
-from pipeline.run import EXPORTED_FILES, System, load_experiment, system_slug  # noqa: E402
+from pipeline.folders import EXPORTED_FILES  # noqa: E402
+from pipeline.run import System, load_experiment, system_slug  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
 
 MODEL_FILES = EXPORTED_FILES  # what `htr run` needs to continue a training (resume_from)

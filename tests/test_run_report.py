@@ -12,8 +12,9 @@ from PIL import Image
 
 from data_prep.records import LineRecord, write_manifest
 from pipeline.evaluate import evaluate, to_json
+from pipeline.folders import EXPORTED_FILES
 from pipeline.report import write_report
-from pipeline.run import (EXPORTED_FILES, Step, System, TrainingPaused, flags, load_experiment, plan, run, system_slug,
+from pipeline.run import (Step, System, TrainingPaused, flags, load_experiment, plan, run, system_slug,
                           train_concurrently)
 
 CONFIG = """

@@ -1,0 +1,25 @@
+"""What a model folder written by ``htr train`` holds.
+
+Torch-free on purpose: the experiment runner checks folders without importing torch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+MODEL_JSON, WEIGHTS = "model.json", "weights.pt"  # the best model so far
+METRICS_JSON, METRICS_CSV = "metrics.json", "metrics.csv"  # one row per epoch
+LAST = "last.pt"  # full checkpoint: model, optimiser, scheduler, RNG, epoch
+CONFIG_FILE = "train_config.json"  # the training flags, reloaded by --resume
+# enough to continue a training without last.pt (e.g. a model folder committed to git)
+WARM_START = (MODEL_JSON, WEIGHTS, METRICS_JSON)
+# what an exported model folder carries
+EXPORTED_FILES = (*WARM_START, CONFIG_FILE, METRICS_CSV)
+
+
+def can_warm_start(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in WARM_START)
+
+
+def can_resume(folder: Path) -> bool:
+    """``htr train --resume`` has something to continue from in ``folder``."""
+    return (folder / LAST).is_file() or can_warm_start(folder)
