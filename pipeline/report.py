@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest, resolve_image  # noqa: E402
 from pipeline.evaluate import evaluate, paired_reduction, read_texts, summary  # noqa: E402
+from pipeline.folders import CONFIG_FILE  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
 from pipeline.run import Experiment, load_experiment, system_slug  # noqa: E402
 
@@ -274,7 +275,7 @@ def training_minutes(metrics: list[dict]) -> float:
 
 def _training_state(model: Path) -> str:
     """' of 40 (finished)' / ' of 40 (unfinished: interim)' from the saved run config."""
-    config_path = model / "train_config.json"
+    config_path = model / CONFIG_FILE
     planned = json.loads(config_path.read_text()).get("max_epochs") if config_path.is_file() else None
     state = "finished" if (model / "DONE").is_file() else "unfinished: interim"
     return (f" of {planned}" if planned else "") + f" ({state})"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.records import atomic_write_bytes, atomic_write_text
-from pipeline.folders import EXPORTED_FILES, LAST, METRICS_JSON, WEIGHTS, can_resume, can_warm_start
+from pipeline.folders import CONFIG_FILE, EXPORTED_FILES, LAST, METRICS_JSON, WEIGHTS, can_resume, can_warm_start
 
 
 @dataclass
@@ -327,7 +327,7 @@ class TrainingPaused(RuntimeError):
 
 def _training_finished(model: Path) -> bool:
     """With train_until = "epochs": max_epochs reached, or early stopping triggered."""
-    config = json.loads((model / "train_config.json").read_text())
+    config = json.loads((model / CONFIG_FILE).read_text())
     metrics = json.loads((model / METRICS_JSON).read_text()) if (model / METRICS_JSON).exists() else []
     if len(metrics) >= config["max_epochs"]:
         return True

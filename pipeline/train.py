@@ -38,8 +38,8 @@ from tqdm import tqdm
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
 from data_prep.skips import SkipLog
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
-from pipeline.metrics import best_epoch_row
 from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON, MODEL_JSON, WEIGHTS, can_warm_start
+from pipeline.metrics import best_epoch_row
 from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, save_model_folder
 from pipeline.recognize import greedy_decode
 

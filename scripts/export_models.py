@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
-from pipeline.folders import EXPORTED_FILES  # noqa: E402
+from pipeline.folders import CONFIG_FILE, EXPORTED_FILES  # noqa: E402
 from pipeline.run import System, load_experiment, system_slug  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
 
@@ -38,7 +38,7 @@ def copy(source: Path, target: Path) -> None:
 
 def training_state(model: Path) -> dict:
     metrics = json.loads((model / "metrics.json").read_text())
-    config = json.loads((model / "train_config.json").read_text())
+    config = json.loads((model / CONFIG_FILE).read_text())
     best = best_epoch_row(metrics)
     return {"epochs": len(metrics), "max_epochs": config["max_epochs"], "finished": (model / "DONE").is_file(),
             "best_epoch": best["epoch"], "best_dev_cer": best["dev_cer"],
