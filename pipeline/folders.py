@@ -4,6 +4,7 @@ Torch-free on purpose: the experiment runner checks folders without importing to
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 MODEL_JSON, WEIGHTS = "model.json", "weights.pt"  # the best model so far
@@ -23,3 +24,9 @@ def can_warm_start(folder: Path) -> bool:
 def can_resume(folder: Path) -> bool:
     """``htr train --resume`` has something to continue from in ``folder``."""
     return (folder / LAST).is_file() or can_warm_start(folder)
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    """The epoch rows of ``folder/metrics.json``; [] before the first epoch is written."""
+    path = folder / METRICS_JSON
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest, resolve_image  # noqa: E402
 from pipeline.evaluate import evaluate, paired_reduction, read_texts, summary  # noqa: E402
-from pipeline.folders import CONFIG_FILE  # noqa: E402
+from pipeline.folders import CONFIG_FILE, WEIGHTS, read_metrics  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
 from pipeline.run import Experiment, load_experiment, system_slug  # noqa: E402
 
@@ -122,10 +122,9 @@ def learning_curves(exp: Experiment, path: Path) -> bool:
     fig, (loss_ax, cer_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     drawn = False
     for variant in exp.variants:
-        metrics_path = exp.folder / "models" / variant / "metrics.json"
-        if not metrics_path.is_file():
+        rows = read_metrics(exp.folder / "models" / variant)
+        if not rows:
             continue
-        rows = json.loads(metrics_path.read_text())
         epochs = [r["epoch"] for r in rows]
         loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", markersize=3, label=variant)
         cer_ax.plot(epochs, [r["dev_cer"] for r in rows], "o-", markersize=3, label=variant)
@@ -245,9 +244,9 @@ def cost_rows(exp: Experiment) -> list[list[str]]:
     rows = [["what", "value"]]
     for variant in exp.variants:
         model = exp.folder / "models" / variant
-        metrics = json.loads((model / "metrics.json").read_text()) if (model / "metrics.json").is_file() else []
+        metrics = read_metrics(model)
         minutes = training_minutes(metrics) if metrics else float("nan")
-        weights = model / "weights.pt"
+        weights = model / WEIGHTS
         size = f"{weights.stat().st_size / 1024:.0f} KiB" if weights.is_file() else "-"
         speed = np.mean([r["lines_per_s"] for r in metrics]) if metrics else float("nan")
         best = best_epoch_row(metrics)

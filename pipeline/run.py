@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.records import atomic_write_bytes, atomic_write_text
-from pipeline.folders import CONFIG_FILE, EXPORTED_FILES, LAST, METRICS_JSON, WEIGHTS, can_resume, can_warm_start
+from pipeline.folders import CONFIG_FILE, EXPORTED_FILES, LAST, WEIGHTS, can_resume, can_warm_start, read_metrics
 
 
 @dataclass
@@ -254,7 +254,7 @@ def seed_from_exported(exp: Experiment) -> None:
         for name in EXPORTED_FILES:
             if (source / name).is_file():
                 atomic_write_bytes(model / name, (source / name).read_bytes())
-        print(f"    {variant}: continues from {source} (epoch {len(json.loads((source / METRICS_JSON).read_text()))})",
+        print(f"    {variant}: continues from {source} (epoch {len(read_metrics(source))})",
               flush=True)
 
 
@@ -328,7 +328,7 @@ class TrainingPaused(RuntimeError):
 def _training_finished(model: Path) -> bool:
     """With train_until = "epochs": max_epochs reached, or early stopping triggered."""
     config = json.loads((model / CONFIG_FILE).read_text())
-    metrics = json.loads((model / METRICS_JSON).read_text()) if (model / METRICS_JSON).exists() else []
+    metrics = read_metrics(model)
     if len(metrics) >= config["max_epochs"]:
         return True
     patience = config.get("patience", 0)

@@ -38,7 +38,8 @@ from tqdm import tqdm
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
 from data_prep.skips import SkipLog
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
-from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON, MODEL_JSON, WEIGHTS, can_warm_start
+from pipeline.folders import (CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON, MODEL_JSON, WEIGHTS, can_warm_start,
+                              read_metrics)
 from pipeline.metrics import best_epoch_row
 from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, save_model_folder
 from pipeline.recognize import greedy_decode
@@ -251,7 +252,7 @@ def warm_state(out: Path) -> dict:
     and early-stopping counters rebuilt from ``metrics.json``; the optimiser starts afresh
     at the last learning rate (checkpoints are not committed, model folders are)."""
     description = json.loads((out / MODEL_JSON).read_text(encoding="utf-8"))
-    metrics = json.loads((out / METRICS_JSON).read_text(encoding="utf-8"))
+    metrics = read_metrics(out)
     best = best_epoch_row(metrics)
     epoch = metrics[-1]["epoch"] if metrics else 0
     best_cer = best["dev_cer"] if best else math.inf
