@@ -9,7 +9,10 @@ Writes into ``--out DIR`` (everything a decoder needs, found by directory):
   vocabulary;
 * ``lm.arpa``, ``lm.bin``  word-token n-gram (``lmplz`` + ``build_binary``);
 * ``char.arpa``, ``char.bin``  with ``--char``: character n-gram, space written ``<sp>``;
-* ``lm.json``       settings and statistics (perplexity and OOV rate on ``--dev``).
+* ``lm.json``       settings and statistics (perplexity and OOV rate on ``--dev``);
+* ``wordlist.txt``, ``extension.json``  with ``--extra-words``: the words taken from the
+  word list and the word shapes learned from the text, from which the strict lexicon
+  decoder spells words beyond the training text (:mod:`lm.extend`).
 
 KenLM's query code (the ``kenlm`` module and flashlight-text) is compiled for n-gram
 orders up to 6, so both orders are capped at 6.
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from data_prep.cliconfig import CliConfig
 from data_prep.records import atomic_write_text, read_manifest
+from lm.extend import EXTENSION, WORDLIST, extend_lexicon, learn_shapes, read_word_list, save_extension, surface_oov_rate
 from lm.text import normalize, surface_words, tokenize
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +48,9 @@ class LmConfig(CliConfig):
     char: bool = field(default=False, metadata={"help": "also build a character n-gram (for --decoder char-lm)"})
     char_order: int = field(default=6, metadata={"help": "character n-gram order (2-6)"})
     memory: str = field(default="1G", metadata={"help": "lmplz memory budget (-S)"})
+    extra_words: str = field(default="", metadata={"help": "extend the strict lexicon with a word list: wordfreq:LANG or a word<TAB>count file; the n-gram stays on --text ('': no extension)"})
+    extra_limit: int = field(default=20000, metadata={"help": "--extra-words: take the N most frequent words of the list"})
+    shape_min_count: int = field(default=20, metadata={"help": "--extra-words: word shapes (clitic prefix, punctuation suffix) seen fewer times in the text are not used"})
 
 
 def tool(name: str) -> Path:
@@ -183,6 +190,7 @@ def build(texts: list[Path], out: Path, config: LmConfig, dev: Path | None = Non
     (out / "tuned.json").unlink(missing_ok=True)  # weights tuned for the previous models
     write_counts(out / "lexicon.txt", lexicon)
     write_counts(out / "words.txt", words)
+    extension = write_extension(out, words, set(lexicon), config, stats)
     if dev is not None:
         dev_lines = read_lines(dev)
         dev_sentences = [s for s in (tokenize(line, config.lowercase) for line in dev_lines) if s]
@@ -190,8 +198,28 @@ def build(texts: list[Path], out: Path, config: LmConfig, dev: Path | None = Non
         if config.char:
             char_sentences = [char_sequence(line) for line in dev_lines if line.strip()]
             stats["dev"]["char_perplexity"] = perplexity(out / "char.bin", char_sentences, set())["perplexity"]
+        stats["dev"]["surface_oov_rate"] = round(surface_oov_rate(dev_lines, set(words)), 5)
+        if extension:
+            stats["dev"]["extended_surface_oov_rate"] = round(surface_oov_rate(dev_lines, set(words) | extension), 5)
     atomic_write_text(out / "lm.json", json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
     return stats
+
+
+def write_extension(out: Path, words: Counter, lexicon: set[str], config: LmConfig, stats: dict) -> set[str]:
+    """With ``--extra-words``: save the word list and shapes, record their statistics and
+    return the surface words they add.  Without it, a stale extension goes."""
+    if not config.extra_words:
+        for name in (WORDLIST, EXTENSION):
+            (out / name).unlink(missing_ok=True)
+        return set()
+    shapes = learn_shapes(words, config.shape_min_count)
+    listed = read_word_list(config.extra_words, config.extra_limit)
+    extension = extend_lexicon(words, lexicon, listed, shapes)
+    save_extension(out, config.extra_words, listed, shapes)
+    stats["extension"] = {"source": config.extra_words, "listed_words": len(listed),
+                          "surface_words_added": len(extension.words), "unknown_tokens": len(extension.tokens),
+                          "shapes": [f"{s.prefix}*{s.suffix}" for s in shapes]}
+    return set(extension.words)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ import math
 import signal
 import sys
 import threading
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -59,6 +60,7 @@ class DecodeConfig(CliConfig):
     lm_weight: float = field(default=0.5, metadata={"help": "language model weight (tuned.json overrides the default)"})
     word_bonus: float = field(default=0.0, metadata={"help": "score added per word (tuned.json overrides the default)"})
     unk_penalty: float = field(default=-10.0, metadata={"help": "beam-lm: log10 penalty per out-of-vocabulary token"})
+    extra_lexicon: bool = field(default=True, metadata={"help": "lexicon: also spell the LM directory's extra words (htr lm --extra-words), if it has them"})
     line_seconds: float = field(default=5.0, metadata={"help": "beam/beam-lm: redo a line slower than this with beam 8"})
 
 
@@ -107,6 +109,20 @@ class LmDir:
         info = json.loads((path / "lm.json").read_text(encoding="utf-8"))
         return cls(path, bool(info["config"].get("lowercase")), read_counts(path / "lexicon.txt"),
                    read_counts(path / "words.txt"))
+
+    def extension(self) -> tuple[dict[str, tuple[str, ...]], dict[str, float]]:
+        """The lexicon extension of ``htr lm --extra-words`` (see lm.extend): the surface
+        words it adds with their LM tokens, and ln p(token | unknown to the n-gram) of its
+        class model."""
+        from lm.extend import load_extension
+        extension = load_extension(self.path, Counter(self.words), set(self.tokens))
+        if extension is None:
+            return {}, {}
+        total = sum(extension.tokens.values())
+        words = extension.words
+        if self.lowercase:
+            words = {w: tuple(t.lower() for t in tokens) for w, tokens in words.items()}
+        return words, {t: math.log(c / total) for t, c in extension.tokens.items()}
 
 
 def read_tuned(lm_path: Path, decoder: str) -> dict:
@@ -316,9 +332,11 @@ class TokenLM:
 
     flashlight's own KenLM wrapper maps one word to one KenLM entry; this one lets the
     lexicon hold surface words ("homme,") while the n-gram sees tokens ("homme" ",").
-    Scores are natural logs."""
+    A token the n-gram does not know scores KenLM's ``<unk>`` plus its ``unknown`` class
+    log-probability (the lexicon extension's class model; the floor is the least likely
+    class member).  Scores are natural logs."""
 
-    def __init__(self, path: Path, entries: Sequence[tuple[str, ...]]) -> None:
+    def __init__(self, path: Path, entries: Sequence[tuple[str, ...]], unknown: dict[str, float] | None = None) -> None:
         import kenlm
         from flashlight.lib.text.decoder import LM
         self._kenlm = kenlm
@@ -328,6 +346,7 @@ class TokenLM:
                 LM.__init__(inner)
                 inner.model = kenlm.Model(str(path))
                 inner.entries = list(entries)
+                inner.offsets = _class_offsets(inner.model, inner.entries, unknown or {})
                 inner.states: dict = {}
 
             def start(inner, start_with_nothing: bool):
@@ -346,7 +365,7 @@ class TokenLM:
                         out = kenlm.State()
                         total += inner.model.BaseScore(current, token, out)
                         current = out
-                    inner.states[child] = (current, total * LN10)
+                    inner.states[child] = (current, total * LN10 + inner.offsets[index])
                 return child, inner.states[child][1]
 
             def finish(inner, state):
@@ -357,37 +376,76 @@ class TokenLM:
         self.lm = _LM()
 
 
+def _class_offsets(model, entries: Sequence[tuple[str, ...]], unknown: dict[str, float]) -> list[float]:
+    """Per lexicon entry: the class log-probabilities of its tokens that ``model`` lacks."""
+    if not unknown:
+        return [0.0] * len(entries)
+    floor = min(unknown.values())
+    return [sum(unknown.get(t, floor) for t in tokens if t not in model) for tokens in entries]
+
+
+@dataclass
+class SpelledLexicon:
+    """The strict lexicon as flashlight needs it: spellable words (+ ``<unk>``), their
+    token LM and the spelling trie.  Building it costs seconds for a large (extended)
+    lexicon, so it is cached per process and shared by decoders that differ only in
+    weights (tuning) and inherited by forked worker processes."""
+
+    words: list[str]
+    unk: int
+    token_lm: TokenLM
+    trie: object
+
+
+def spelled_lexicon(lm: LmDir, alphabet: Sequence[str], blank: int, extra: bool) -> SpelledLexicon:
+    stamp = tuple(p.stat().st_mtime_ns if p.is_file() else 0
+                  for p in (lm.path / "words.txt", lm.path / "extension.json", lm.model))
+    return _spelled_lexicon(lm.path.resolve(), stamp, tuple(alphabet), blank, extra)
+
+
+@lru_cache(maxsize=4)
+def _spelled_lexicon(path: Path, stamp: tuple, alphabet: tuple[str, ...], blank: int, extra: bool) -> SpelledLexicon:
+    from flashlight.lib.text.decoder import SmearingMode, Trie
+    lm = LmDir.load(path)
+    index = {c: i for i, c in enumerate(alphabet) if i != blank}
+    space = index[" "]
+    added, unknown = lm.extension() if extra else ({}, {})
+    tokens = {w: lm_tokens(w, lm.lowercase) for w in lm.words}
+    tokens.update((w, t) for w, t in added.items() if w not in tokens)
+    letters = set(index) - {" "}
+    spellable = [w for w in tokens if w and set(w) <= letters]
+    if not spellable:
+        raise ValueError(f"{lm.path / 'words.txt'}: no word can be spelled with this alphabet")
+    token_lm = TokenLM(lm.model, [tokens[w] for w in spellable] + [()], unknown)
+    model = token_lm.lm
+    trie = Trie(len(alphabet), space)
+    start = model.start(False)
+    for i, word in enumerate(spellable):
+        # every spelling ends with the space: words cannot be glued into OOV strings
+        trie.insert([*map(index.__getitem__, word), space], i, model.score(start, i)[1])
+    trie.smear(SmearingMode.MAX)
+    return SpelledLexicon(spellable + ["<unk>"], len(spellable), token_lm, trie)
+
+
 class LexiconDecoder:
-    """Strict lexicon + word n-gram (flashlight-text)."""
+    """Strict lexicon + word n-gram (flashlight-text); the lexicon is the training text's
+    surface words plus, with ``extra_lexicon``, the LM directory's extension."""
 
     def __init__(self, alphabet: Sequence[str], blank: int, config: DecodeConfig, lm: LmDir) -> None:
-        from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder as Decoder,
-                                                 LexiconDecoderOptions, SmearingMode, Trie)
+        from flashlight.lib.text.decoder import CriterionType, LexiconDecoder as Decoder, LexiconDecoderOptions
         self.alphabet, self.blank = list(alphabet), blank
-        index = {c: i for i, c in enumerate(self.alphabet) if i != blank}
-        if " " not in index:
+        if " " not in self.alphabet or self.alphabet.index(" ") == blank:
             raise ValueError("the lexicon decoder needs a space label in the alphabet")
-        self.space = index[" "]
-        spellable = [w for w in lm.words if w and all(c in index and c != " " for c in w)]
-        if not spellable:
-            raise ValueError(f"{lm.path / 'words.txt'}: no word can be spelled with this alphabet")
-        self.words = spellable + ["<unk>"]
-        self.unk = len(spellable)
-        self.token_lm = TokenLM(lm.model, [lm_tokens(w, lm.lowercase) for w in spellable] + [()])
-        model = self.token_lm.lm
-        trie = Trie(len(self.alphabet), self.space)
-        start = model.start(False)
-        for i, word in enumerate(spellable):
-            # every spelling ends with the space: words cannot be glued into OOV strings
-            trie.insert([index[c] for c in word] + [self.space], i, model.score(start, i)[1])
-        trie.smear(SmearingMode.MAX)
+        self.space = self.alphabet.index(" ")
+        self.lexicon = spelled_lexicon(lm, self.alphabet, blank, config.extra_lexicon)
+        self.words, self.unk = self.lexicon.words, self.lexicon.unk
         options = LexiconDecoderOptions(
             beam_size=config.beam, beam_size_token=min(config.beam_token, len(self.alphabet)),
             beam_threshold=config.beam_threshold or DEFAULT_THRESHOLD["lexicon"],
             lm_weight=config.lm_weight, word_score=config.word_bonus,
             unk_score=float("-inf"), sil_score=0.0, log_add=False, criterion_type=CriterionType.CTC)
-        self.decoder = Decoder(options, trie, model, self.space, blank, self.unk, [], False)
-        self._trie = trie  # the decoder does not own it
+        self.decoder = Decoder(options, self.lexicon.trie, self.lexicon.token_lm.lm, self.space, blank,
+                               self.unk, [], False)
 
     def decode(self, logprobs: np.ndarray) -> Hypothesis:
         if len(logprobs) == 0:
@@ -497,6 +555,8 @@ def decode_all(arrays: Sequence[np.ndarray], alphabet: Sequence[str], blank: int
             results.extend(decoder.decode(a) for a in chunk)
             bar.update(len(chunk))
     else:
+        if config.decoder == "lexicon":  # build the lexicon once here; forked workers inherit it
+            make_decoder(config, alphabet, blank, lm_path)
         with ProcessPoolExecutor(jobs, initializer=_init_worker,
                                  initargs=(config, list(alphabet), blank, lm_path)) as pool:
             for chunk, done in zip(chunks, pool.map(_decode_batch, chunks)):
