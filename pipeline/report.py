@@ -237,6 +237,29 @@ def segmentation_rows(exp: Experiment) -> list[list[str]]:
     return rows
 
 
+def lm_rows(exp: Experiment) -> list[list[str]]:
+    """What the lexicon and n-gram were built from and how well they cover the dev text."""
+    path = exp.folder / "lm" / "lm.json"
+    if not path.is_file():
+        return []
+    info = json.loads(path.read_text(encoding="utf-8"))
+    dev, extension = info.get("dev", {}), info.get("extension")
+    rows = [["what", "value"],
+            ["word n-gram", f"order {info['config']['order']}, {info['corpus_tokens']} training tokens, "
+                            f"{info['lexicon_size']} token types"],
+            ["strict lexicon (training text)", f"{info['surface_words']} surface words"]]
+    if extension:
+        rows.append(["lexicon extension", f"{extension['surface_words_added']} surface words from the "
+                                          f"{extension['listed_words']} most frequent words of {extension['source']}"])
+    if dev:
+        rows.append(["dev perplexity / token OOV", f"{dev['perplexity']} / {100 * dev['oov_rate']:.1f}%"])
+    if "surface_oov_rate" in dev:
+        rows.append(["dev surface-word OOV", f"{100 * dev['surface_oov_rate']:.1f}% with the training words"
+                     + (f", {100 * dev['extended_surface_oov_rate']:.1f}% with the extension"
+                        if "extended_surface_oov_rate" in dev else "")])
+    return rows
+
+
 def cost_rows(exp: Experiment) -> list[list[str]]:
     timings_path = exp.folder / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
@@ -343,6 +366,8 @@ SECTIONS = (
     ("Test set: RNN alone and complete system", "paper", "CER and WER in %, with bootstrap 95% intervals over lines."),
     ("Relative reduction from dropout", "dropout", "Paired bootstrap over the same test lines; positive = fewer errors than the first variant."),
     ("Relative reduction from lexicon and language model", "lm", "Each decoding system against the RNN alone, same model."),
+    ("Language model and lexicon", "lm_info", "Built by `htr lm` from the training text (lm/lm.json); "
+     "the extension (htr lm --extra-words) adds words the n-gram scores as unknown, weighted by their frequency."),
     ("Segmentation of the test pages", "segmentation", "Predicted lines matched one-to-one to ground-truth lines by pixel IoU."),
     ("Recognition on predicted vs ground-truth lines", "pages", "Page-level CER/WER: the lines of a page joined in reading order. "
      "'annotated only' drops predicted lines outside every ground-truth line (text the annotators left out); "
@@ -357,7 +382,7 @@ def write_report(folder: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     scores = _load_scores(exp, "test")
     tables = {"paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
-              "segmentation": segmentation_rows(exp), "pages": page_level(exp), "cost": cost_rows(exp)}
+              "lm_info": lm_rows(exp), "segmentation": segmentation_rows(exp), "pages": page_level(exp), "cost": cost_rows(exp)}
     learning_curves(exp, out / "learning_curves.png")
     score_bars(exp, scores, out / "scores.png")
     items = gallery(exp, scores)

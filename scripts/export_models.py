@@ -5,8 +5,9 @@
 
 Writes ``OUT/VARIANT/`` (``model.json`` + ``weights.pt``, what ``htr recognize --model`` reads,
 plus ``metrics.json/csv`` and ``train_config.json``, so that ``resume_from`` in an experiment
-config continues the training from these folders), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json`` and the
-``tuned.json`` of ``--lm-variant``, what ``htr decode --lm`` reads) and ``OUT/MODEL_CARD.md``:
+config continues the training from these folders), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json``, the lexicon
+extension's ``wordlist.txt`` + ``extension.json`` if it has one, and the ``tuned.json`` of
+``--lm-variant``: what ``htr decode --lm`` reads) and ``OUT/MODEL_CARD.md``:
 data, settings, training state and the dev/test scores found in the experiment folder.
 Every file is written atomically; rerun after more training to refresh the export.
 """
@@ -20,12 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
+from lm.extend import EXTENSION, WORDLIST  # noqa: E402
 from pipeline.folders import CONFIG_FILE, EXPORTED_FILES  # noqa: E402
 from pipeline.run import System, load_experiment, system_slug  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
 
 MODEL_FILES = EXPORTED_FILES  # what `htr run` needs to continue a training (resume_from)
 LM_FILES = ("lexicon.txt", "words.txt", "lm.bin", "lm.json")
+LM_EXTENSION_FILES = (WORDLIST, EXTENSION)  # htr lm --extra-words
 SETTINGS = ("arch", "mdlstm_hidden", "mdlstm_conv", "height", "dropout", "dropout_where", "optimizer", "lr",
             "batch_size", "scheduler", "max_epochs", "patience", "seed")
 
@@ -53,6 +56,21 @@ def scores(exp_folder: Path, variant: str, systems: list[str]) -> list[tuple[str
             data = json.loads(path.read_text())
             rows.append((name, 100 * data["cer"], 100 * data["wer"]))
     return rows
+
+
+def extension_note(lm_info: dict) -> list[str]:
+    """The model card's paragraph on the lexicon extension (htr lm --extra-words), if any."""
+    extension, dev = lm_info.get("extension"), lm_info.get("dev", {})
+    if not extension:
+        return []
+    oov = (f" Dev surface-word OOV rate {100 * dev['surface_oov_rate']:.1f}% with the training words, "
+           f"{100 * dev['extended_surface_oov_rate']:.1f}% with the extension."
+           if "extended_surface_oov_rate" in dev else "")
+    return [f"Lexicon extension (`wordlist.txt`, `extension.json`): the strict lexicon also spells the "
+            f"{extension['listed_words']} most frequent words of `{extension['source']}` in the word shapes of the "
+            f"training text ({', '.join(f'`{s}`' for s in extension['shapes'])}): "
+            f"{extension['surface_words_added']} surface words; the n-gram is unchanged.{oov} "
+            "`htr decode --no-extra-lexicon` leaves it out.\n"]
 
 
 def model_card(exp_folder: Path, out: Path, states: dict, systems: list[str], data: str, lm_variant: str) -> str:
@@ -84,6 +102,7 @@ def model_card(exp_folder: Path, out: Path, states: dict, systems: list[str], da
               f"{lm_info['lexicon_size']} tokens, {lm_info['surface_words']} surface words; dev perplexity "
               f"{dev.get('perplexity', 'n/a')}, OOV rate {100 * dev.get('oov_rate', float('nan')):.1f}%. "
               f"`tuned.json` holds the LM weight and word bonus tuned on dev for {lm_variant}: {json.dumps(tuned)}.\n",
+              *extension_note(lm_info),
               "## Use\n", "```bash",
               f"htr recognize --model {out}/{lm_variant} --manifest LINES.jsonl --out logits.npz",
               f"htr decode --logits logits.npz --decoder lexicon --lm {out}/lm --out hyp.tsv",
@@ -102,6 +121,11 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str) -> Path:
         states[variant] = training_state(model)
     for name in LM_FILES:
         copy(exp_folder / "lm" / name, out / "lm" / name)
+    for name in LM_EXTENSION_FILES:
+        if (exp_folder / "lm" / name).is_file():
+            copy(exp_folder / "lm" / name, out / "lm" / name)
+        else:
+            (out / "lm" / name).unlink(missing_ok=True)
     tuned = exp_folder / "lm" / lm_variant / "tuned.json"
     if tuned.is_file():
         copy(tuned, out / "lm" / "tuned.json")

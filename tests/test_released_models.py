@@ -1,6 +1,7 @@
 """The committed Copiste models (models/copiste) work with `htr recognize` and `htr decode`,
 as the model card promises: every variant loads and writes a log-probability cache, and the
-strict-lexicon decoder with the committed LM only outputs words of its lexicon."""
+strict-lexicon decoder with the committed LM only outputs words of its lexicon (training
+words, plus the lexicon extension when the LM has one)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import pytest
 from lm.build import read_counts
 from pipeline import decode as decode_module
 from pipeline import recognize as recognize_module
+from pipeline.decode import LmDir
 from pipeline.logits import load_logits
 from test_train import write_tiny_set
 
@@ -43,7 +45,7 @@ def test_released_lm_decodes_into_lexicon_words_only(lines, tmp_path):
                                   "--out", str(logits), "--threads", "1", "--quiet"]) == 0
     assert decode_module.main(["--logits", str(logits), "--decoder", "lexicon", "--lm", str(RELEASE / "lm"),
                                "--out", str(hyp), "--jobs", "1"]) == 0
-    words = set(read_counts(RELEASE / "lm" / "words.txt"))
+    words = set(read_counts(RELEASE / "lm" / "words.txt")) | set(LmDir.load(RELEASE / "lm").extension()[0])
     rows = [line.split("\t") for line in hyp.read_text(encoding="utf-8").splitlines()]
     assert [row[0] for row in rows] == ["l0", "l1", "l2"]
     assert all(word in words for row in rows for word in row[1].split())

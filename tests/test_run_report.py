@@ -109,9 +109,15 @@ def test_report_shows_the_paper_table_reductions_plots_and_gallery(tmp_path):
     exp.folder.mkdir()
     (exp.folder / "config.toml").write_text(config.read_text())
     _write_outputs(tmp_path, exp)
+    (exp.folder / "lm").mkdir()
+    (exp.folder / "lm" / "lm.json").write_text(json.dumps({
+        "config": {"order": 3}, "corpus_tokens": 900, "lexicon_size": 300, "surface_words": 350,
+        "extension": {"source": "wordfreq:fr", "listed_words": 50, "surface_words_added": 400},
+        "dev": {"perplexity": 120.5, "oov_rate": 0.2, "surface_oov_rate": 0.25, "extended_surface_oov_rate": 0.125}}))
     paths = write_report(exp.folder)
     markdown = paths["markdown"].read_text()
     assert "| dropout-all |" in markdown and "RNN alone CER %" in markdown
+    assert "| dev surface-word OOV | 25.0% with the training words, 12.5% with the extension |" in markdown
     metrics = json.loads(paths["metrics"].read_text())
     none_cer = metrics["test"]["dropout-none/RNN alone"]["cer"]
     all_cer = metrics["test"]["dropout-all/RNN alone"]["cer"]
