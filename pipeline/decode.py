@@ -118,11 +118,14 @@ class LmDir:
         extension = load_extension(self.path, Counter(self.words), set(self.tokens))
         if extension is None:
             return {}, {}
-        total = sum(extension.tokens.values())
-        words = extension.words
-        if self.lowercase:
+        words, counts = extension.words, extension.tokens
+        if self.lowercase:  # the n-gram sees lower-cased tokens
             words = {w: tuple(t.lower() for t in tokens) for w, tokens in words.items()}
-        return words, {t: math.log(c / total) for t, c in extension.tokens.items()}
+            counts = Counter()
+            for token, count in extension.tokens.items():
+                counts[token.lower()] += count
+        total = sum(counts.values())
+        return words, {t: math.log(c / total) for t, c in counts.items()}
 
 
 def read_tuned(lm_path: Path, decoder: str) -> dict:
@@ -398,6 +401,7 @@ class SpelledLexicon:
 
 
 def spelled_lexicon(lm: LmDir, alphabet: Sequence[str], blank: int, extra: bool) -> SpelledLexicon:
+    """The cached :class:`SpelledLexicon` of ``lm`` (rebuilt when its files change)."""
     stamp = tuple(p.stat().st_mtime_ns if p.is_file() else 0
                   for p in (lm.path / "words.txt", lm.path / "extension.json", lm.model))
     return _spelled_lexicon(lm.path.resolve(), stamp, tuple(alphabet), blank, extra)
