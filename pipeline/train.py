@@ -366,6 +366,8 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     if d.main:
         print(f"htr train: best dev CER {progress['best_cer']:.2f}% at epoch {progress['best_epoch']} -> {out}",
               file=sys.stderr)
+    if d.world > 1:
+        dist.barrier()  # rank 0 has written its files: leave together, so no rank tears gloo down early
     return model
 
 

@@ -24,6 +24,7 @@ from pipeline.train import TrainConfig, train
 config = TrainConfig.load(Path(sys.argv[1]))
 model = train(config)
 torch.save(model.state_dict(), Path(config.out) / f"rank{dist.get_rank()}.pt")
+dist.barrier()
 dist.destroy_process_group()
 """
 

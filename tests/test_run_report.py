@@ -164,7 +164,7 @@ test = "{dev}"
 [train]
 {options}
 max_epochs = 2
-max_minutes = 0.001
+max_minutes = 1e-9  # any epoch passes it, however fast the machine
 patience = 0
 progress = false
 [[variants]]
