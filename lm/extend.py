@@ -166,6 +166,17 @@ def _cased_prefixes(prefix: str) -> list[str]:
     return [prefix, prefix[:1].upper() + prefix[1:]] if prefix else [prefix]
 
 
+def surface_oov_summary(dev: dict) -> str:
+    """lm.json's dev surface-word OOV rates as words: "24.5% with the training words, 12.3%
+    with the extension" ("" when ``htr lm`` had no --dev)."""
+    if "surface_oov_rate" not in dev:
+        return ""
+    summary = f"{100 * dev['surface_oov_rate']:.1f}% with the training words"
+    if "extended_surface_oov_rate" in dev:
+        summary += f", {100 * dev['extended_surface_oov_rate']:.1f}% with the extension"
+    return summary
+
+
 def surface_oov_rate(lines: list[str], known: set[str]) -> float:
     """Share of the space-separated words of ``lines`` that are not in ``known``."""
     words = [w for line in lines for w in line.split()]

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest, resolve_image  # noqa: E402
+from lm.extend import surface_oov_summary  # noqa: E402
 from pipeline.evaluate import evaluate, paired_reduction, read_texts, summary  # noqa: E402
 from pipeline.folders import CONFIG_FILE, WEIGHTS, read_metrics  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
@@ -253,10 +254,8 @@ def lm_rows(exp: Experiment) -> list[list[str]]:
                                           f"{extension['listed_words']} most frequent words of {extension['source']}"])
     if dev:
         rows.append(["dev perplexity / token OOV", f"{dev['perplexity']} / {100 * dev['oov_rate']:.1f}%"])
-    if "surface_oov_rate" in dev:
-        rows.append(["dev surface-word OOV", f"{100 * dev['surface_oov_rate']:.1f}% with the training words"
-                     + (f", {100 * dev['extended_surface_oov_rate']:.1f}% with the extension"
-                        if "extended_surface_oov_rate" in dev else "")])
+    if surface_oov_summary(dev):
+        rows.append(["dev surface-word OOV", surface_oov_summary(dev)])
     return rows
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
-from lm.extend import EXTENSION, WORDLIST  # noqa: E402
+from lm.extend import EXTENSION, WORDLIST, surface_oov_summary  # noqa: E402
 from pipeline.folders import CONFIG_FILE, EXPORTED_FILES  # noqa: E402
 from pipeline.run import System, load_experiment, system_slug  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
@@ -63,9 +63,7 @@ def extension_note(lm_info: dict) -> list[str]:
     extension, dev = lm_info.get("extension"), lm_info.get("dev", {})
     if not extension:
         return []
-    oov = (f" Dev surface-word OOV rate {100 * dev['surface_oov_rate']:.1f}% with the training words, "
-           f"{100 * dev['extended_surface_oov_rate']:.1f}% with the extension."
-           if "extended_surface_oov_rate" in dev else "")
+    oov = f" Dev surface-word OOV rate {surface_oov_summary(dev)}." if "extended_surface_oov_rate" in dev else ""
     return [f"Lexicon extension (`wordlist.txt`, `extension.json`): the strict lexicon also spells the "
             f"{extension['listed_words']} most frequent words of `{extension['source']}` in the word shapes of the "
             f"training text ({', '.join(f'`{s}`' for s in extension['shapes'])}): "
