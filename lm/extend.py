@@ -195,6 +195,12 @@ def load_extension(folder: Path, surfaces: Counter, vocabulary: set[str]) -> Ext
     """The extension saved in an LM directory (None if it has none)."""
     if not (folder / EXTENSION).is_file():
         return None
-    info = json.loads((folder / EXTENSION).read_text(encoding="utf-8"))
-    shapes = [Shape.from_dict(item) for item in info["shapes"]]
+    rebuild = "rebuild the LM directory with 'htr lm ... --extra-words', or decode with --no-extra-lexicon"
+    if not (folder / WORDLIST).is_file():
+        raise FileNotFoundError(f"{folder / WORDLIST}: missing beside {EXTENSION}; {rebuild}")
+    try:
+        info = json.loads((folder / EXTENSION).read_text(encoding="utf-8"))
+        shapes = [Shape.from_dict(item) for item in info["shapes"]]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{folder / EXTENSION}: not a lexicon extension ({error}); {rebuild}") from error
     return extend_lexicon(surfaces, vocabulary, read_word_list(str(folder / WORDLIST), 10 ** 9), shapes)

@@ -93,6 +93,16 @@ def test_saved_extension_round_trips(tmp_path):
     assert load_extension(tmp_path / "none", SURFACES, vocabulary) is None
 
 
+def test_broken_extension_files_name_the_file_and_the_fix(tmp_path):
+    save_extension(tmp_path, "test", [("arbre", 50.0)], learn_shapes(SURFACES, 2))
+    (tmp_path / "extension.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="extension.json: not a lexicon extension.*--no-extra-lexicon"):
+        load_extension(tmp_path, SURFACES, set())
+    (tmp_path / "wordlist.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="wordlist.txt: missing.*htr lm"):
+        load_extension(tmp_path, SURFACES, set())
+
+
 @pytest.mark.skipif(not (lm.build.TOOLS / "lmplz").is_file(), reason="KenLM tools not built (make setup)")
 def test_htr_lm_extra_words_lowers_the_dev_oov_rate(tmp_path):
     text, dev, words = tmp_path / "train.txt", tmp_path / "dev.txt", tmp_path / "list.tsv"
