@@ -23,10 +23,11 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from data_prep import skips
-from data_prep.geometry import GeometryError, box_polygon, crop_polygon, page_background
+from data_prep.geometry import GeometryError, box_polygon, crop_polygon, min_line_size, page_background
 from data_prep.readers import READERS, LineImageSpec, PageSpec
 from data_prep.readers.base import Spec, unique_ids
-from data_prep.records import LineRecord, atomic_write_bytes, atomic_write_text, write_manifest
+from data_prep.records import (LineRecord, atomic_write_bytes, atomic_write_text, line_image_path,
+                               write_manifest)
 from data_prep.skips import SkipLog
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # large archival scans are legitimate input
@@ -94,6 +95,18 @@ def _open_image(path: Path | None, where: Path, log: SkipLog, lines: int) -> np.
     return None
 
 
+def _write_crop(out: Path, line_id: str, crop: np.ndarray, where, log: SkipLog) -> str | None:
+    """Write a line image under its file name (see records.line_image_path); a write
+    that fails (disk full, permissions) is a counted skip, not the end of the run."""
+    relative = line_image_path(line_id)
+    try:
+        atomic_write_bytes(out / relative, png_bytes(crop))
+    except OSError as error:
+        log.skip_line(where, skips.UNWRITABLE, f"{out / relative}: {error.strerror or error}")
+        return None
+    return relative
+
+
 def process_page(spec: PageSpec, options: PrepareOptions) -> tuple[list[LineRecord], SkipLog]:
     """Crop every line of one page; returns the records and what was skipped."""
     log = SkipLog(stream=None)
@@ -111,12 +124,13 @@ def process_page(spec: PageSpec, options: PrepareOptions) -> tuple[list[LineReco
             log.skip_line(where, skips.EMPTY_TEXT)
             continue
         try:
-            crop = crop_polygon(page, line.polygon, background)
+            crop = crop_polygon(page, line.polygon, background, min_size=min_line_size(line.text))
         except GeometryError as error:
             log.skip_line(where, error.reason, error.detail)
             continue
-        relative = f"lines/{line.id}.png"
-        atomic_write_bytes(options.out / relative, png_bytes(crop))
+        relative = _write_crop(options.out, line.id, crop, where, log)
+        if relative is None:
+            continue
         records.append(LineRecord(id=line.id, image=relative, text=line.text, page=str(spec.image.resolve()),
                                   polygon=line.polygon, baseline=line.baseline,
                                   writer=_writer(pattern, spec.writer, line.id), split=options.split))
@@ -134,8 +148,14 @@ def process_line_image(spec: LineImageSpec, options: PrepareOptions) -> tuple[li
     if min(array.shape) < 2:
         log.skip_line(spec.image, skips.ZERO_AREA, f"image is {array.shape[1]}x{array.shape[0]} px")
         return [], log
-    relative = f"lines/{spec.id}.png"
-    atomic_write_bytes(options.out / relative, png_bytes(array))
+    min_width, min_height = min_line_size(spec.text)
+    if array.shape[1] < min_width or array.shape[0] < min_height:
+        log.skip_line(spec.image, skips.TOO_SMALL, f"image is {array.shape[1]}x{array.shape[0]} px, "
+                      f"{len(spec.text)} characters need {min_width}x{min_height}")
+        return [], log
+    relative = _write_crop(options.out, spec.id, array, spec.image, log)
+    if relative is None:
+        return [], log
     height, width = array.shape
     pattern = re.compile(options.writer_pattern) if options.writer_pattern else None
     record = LineRecord(id=spec.id, image=relative, text=spec.text, page="",

@@ -6,8 +6,10 @@ relative to the manifest's folder so a prepared data set can be moved as a whole
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -87,6 +89,23 @@ def iter_manifest(path: Path) -> Iterator[LineRecord]:
                 yield LineRecord.from_dict(json.loads(line))
             except (json.JSONDecodeError, TypeError) as error:
                 raise ValueError(f"{path}:{number}: not a manifest record ({error})") from error
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(10)), *(f"lpt{n}" for n in range(10))}
+MAX_NAME = 100  # characters of a line image name kept as is (file systems allow 255 bytes)
+
+
+def line_image_path(line_id: str) -> str:
+    """``lines/NAME.png`` for a line id: the id itself when it is a short, plain file
+    name, else a readable prefix and a hash of the id (stable across runs); the id is
+    kept whole in the manifest either way."""
+    stem = line_id.split(".")[0].casefold()
+    if len(line_id) <= MAX_NAME and _PLAIN_NAME.fullmatch(line_id) and stem not in _RESERVED:
+        return f"lines/{line_id}.png"
+    digest = hashlib.sha1(line_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    prefix = re.sub(r"[^A-Za-z0-9_-]+", "_", line_id)[:40].strip("_-")
+    return f"lines/{prefix}_{digest}.png" if prefix else f"lines/{digest}.png"
 
 
 def resolve_image(manifest_path: Path, record: LineRecord) -> Path:

@@ -6,6 +6,7 @@ so the user can find and fix it) and the reason is counted for the summary.
 """
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +25,30 @@ BAD_GEOMETRY = "unreadable coordinates"
 MISSING_TEXT_FILE = "missing transcription file"
 MISSING_FILE = "missing file"
 UNSUPPORTED_UNIT = "unsupported measurement unit"
+NON_FINITE = "non-finite coordinate"  # nan, inf, or a number too large for a float
+ODD_COORDINATES = "odd number of coordinates"
+NO_COORDINATES = "no coordinates"
+FAR_OUTSIDE = "coordinates far outside the page"  # beyond one page size from its edges
+TOO_SMALL = "line too small for its text"
+UNWRITABLE = "line image could not be written"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` fit for a one-line message: control characters escaped, and the middle of
+    an over-long text (a 5,000-character line id) elided."""
+    text = _CONTROL.sub(_escape, text)
+    if len(text) <= limit:
+        return text
+    keep = limit // 2 - 10
+    return f"{text[:keep]}...[{len(text) - 2 * keep} characters]...{text[-keep:]}"
 
 
 @dataclass
@@ -47,7 +72,7 @@ class SkipLog:
         self._say(where, reason, detail)
 
     def _say(self, where: str | Path, reason: str, detail: str) -> None:
-        message = f"skipped: {where}: {reason}" + (f" ({detail})" if detail else "")
+        message = f"skipped: {one_line(str(where))}: {reason}" + (f" ({one_line(detail)})" if detail else "")
         self.messages.append(message)
         if self.stream is not None:
             print(message, file=self.stream)

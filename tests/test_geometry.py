@@ -7,8 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_prep import skips
-from data_prep.geometry import (GeometryError, box_polygon, crop_polygon, format_points,
-                                page_background, parse_points, polygon_area, polygon_mask)
+from data_prep.geometry import (MIN_LINE_HEIGHT, GeometryError, box_polygon, crop_polygon, format_points,
+                                min_line_size, page_background, parse_points, polygon_area, polygon_mask)
+from data_prep.records import MAX_NAME, line_image_path
+from data_prep.skips import one_line
 
 
 def test_parse_points_reads_page_and_alto_forms():
@@ -19,8 +21,9 @@ def test_parse_points_reads_page_and_alto_forms():
 
 
 def test_parse_points_rejects_an_odd_count():
-    with pytest.raises(ValueError, match="odd"):
+    with pytest.raises(GeometryError, match="odd") as error:
         parse_points("10 20 30")
+    assert error.value.reason == skips.ODD_COORDINATES
 
 
 coordinates = st.lists(st.tuples(st.integers(-5000, 5000), st.integers(-5000, 5000)), max_size=20)
@@ -109,3 +112,68 @@ def test_box_crop_is_the_clipped_box_of_the_page(left, top, width, height):
         return
     crop = crop_polygon(page, polygon, background=255)
     assert (crop == page[y0:bottom, x0:right]).all()
+
+
+# ---------------------------------------------------------------- hostile input (issue 16)
+
+_TOKENS = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                    st.sampled_from(["nan", "-inf", "Infinity", "1e999", "1_000", "0x10", "", "abc", "1.5e3", ".5", "5."]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TOKENS, max_size=12), st.sampled_from([" ", ",", ", ", "\t"]))
+def test_parse_points_gives_finite_pairs_or_a_geometry_error(tokens, separator):
+    try:
+        points = parse_points(separator.join(tokens))
+    except GeometryError as error:
+        assert error.reason in {skips.NON_FINITE, skips.BAD_GEOMETRY, skips.ODD_COORDINATES}
+        return
+    assert all(len(p) == 2 and np.isfinite(p).all() for p in points)
+
+
+@given(st.lists(st.integers(-5000, 5000), min_size=2, max_size=12), st.data())
+def test_a_nan_anywhere_in_the_points_is_refused_not_re_paired(numbers, data):
+    position = data.draw(st.integers(0, len(numbers)))
+    tokens = [str(n) for n in numbers]
+    tokens.insert(position, data.draw(st.sampled_from(["nan", "NaN", "inf", "-inf"])))
+    with pytest.raises(GeometryError) as error:
+        parse_points(" ".join(tokens))
+    assert error.value.reason == skips.NON_FINITE
+
+
+_COORD = st.one_of(st.floats(-200, 300), st.sampled_from([float("nan"), float("inf"), -1e12, 1e12, 0.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_COORD, _COORD), max_size=8), st.text(max_size=60))
+def test_a_kept_crop_is_never_degenerate(points, text):
+    page = _gradient_page()
+    min_size = min_line_size(text)
+    try:
+        crop = crop_polygon(page, [list(p) for p in points], background=255, min_size=min_size)
+    except GeometryError as error:
+        assert error.reason in {skips.NON_FINITE, skips.OUTSIDE_PAGE, skips.FAR_OUTSIDE, skips.ZERO_AREA, skips.TOO_SMALL}
+        return
+    array = np.asarray(points)
+    assert np.isfinite(array).all()
+    assert (array[:, 0] >= -80).all() and (array[:, 0] <= 160).all()  # within a page size of the 80x60 page
+    assert (array[:, 1] >= -60).all() and (array[:, 1] <= 120).all()
+    assert crop.shape[0] >= max(MIN_LINE_HEIGHT, min_size[1]) and crop.shape[1] >= min_size[0]
+    assert (crop != 255).sum() >= min_size[0] * min_size[1]  # enough of the page is inside the polygon
+
+
+@given(st.text(min_size=1, max_size=400))
+def test_every_line_id_gets_a_short_plain_stable_file_name(line_id):
+    path = line_image_path(line_id)
+    name = path.removeprefix("lines/")
+    assert path.startswith("lines/") and name.endswith(".png") and len(name) <= MAX_NAME + 4
+    assert name[0].isascii() and name[0].isalnum() or name[0] == "_"
+    assert all(c.isascii() and (c.isalnum() or c in "_.-") for c in name)
+    assert line_image_path(line_id) == path
+    assert line_image_path(line_id + "x") != path
+
+
+@given(st.text(max_size=2000))
+def test_skip_messages_are_one_bounded_line(text):
+    shown = one_line(text)
+    assert "\n" not in shown and "\r" not in shown and len(shown) <= 300

@@ -60,7 +60,7 @@ EXPECTED_ALTO_SUMMARY = {
     "pages": 6,  # every ALTO file that parsed; broken.xml did not
     "lines_skipped": 8,
     "line_skip_reasons": {"empty transcription": 1, "missing image": 1, "polygon outside the page": 1,
-                          "unreadable coordinates": 1, "unreadable image": 3, "zero-area line": 1},
+                          "odd number of coordinates": 1, "unreadable image": 3, "zero-area line": 1},
     "files_skipped": 5,
     "file_skip_reasons": {"XML does not parse": 1, "missing image": 1, "unreadable image": 3},
 }
@@ -80,7 +80,7 @@ def test_mixed_alto_folder_loads_the_good_and_counts_the_bad(tmp_path, page_imag
                          ("truncated.png", "unreadable image"), ("zero.png", "unreadable image"),
                          ("broken.xml", "XML does not parse"), ("lines.xml line lines_outside", "polygon outside the page"),
                          ("lines.xml line lines_empty", "empty transcription"), ("lines.xml line lines_flat", "zero-area line"),
-                         ("lines.xml line odd", "unreadable coordinates")]:
+                         ("lines.xml line odd", "odd number of coordinates")]:
         assert any(name in m and reason in m for m in messages), f"no message for {name}: {messages}"
     assert any("zero.png" in m and "0 bytes" in m for m in messages)
     assert "Traceback" not in run.stderr
@@ -183,9 +183,10 @@ def test_line_problems_on_a_page_xml_page(tmp_path, page_image, run_prepare):
     assert run.rc == 0
     assert [r.text for r in run.records] == ["kept"]
     assert run.summary["line_skip_reasons"] == {"empty transcription": 1, "polygon outside the page": 1,
-                                                "zero-area line": 2}
-    for line_id in ("scan_outside", "scan_empty", "scan_line", "scan_nocoords"):
+                                                "zero-area line": 1, "no coordinates": 1}
+    for line_id in ("scan_outside", "scan_empty", "scan_line"):
         assert f"scan.xml line {line_id}" in run.stderr
+    assert "scan.xml line nocoords: no coordinates" in run.stderr  # the reader's skip names the XML id
 
 
 def test_iam_lines_with_a_missing_line_image(tmp_path, page_image, run_prepare):

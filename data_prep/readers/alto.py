@@ -11,9 +11,10 @@ from typing import Iterator
 from lxml import etree
 
 from data_prep import skips
-from data_prep.geometry import Polygon, box_polygon, parse_points
-from data_prep.readers.base import (LineSpec, PageSpec, clean_text, find_page_image,
-                                    local_name, parse_xml, safe_id, unique_ids, xml_files)
+from data_prep.layout import IMAGE_PATH_KEY
+from data_prep.geometry import GeometryError, Polygon, box_polygon, parse_number, parse_points
+from data_prep.readers.base import (LineSpec, PageSpec, clean_text, find_page_image, local_name,
+                                    parse_xml, safe_id, skip_geometry, unique_ids, xml_files)
 from data_prep.skips import SkipLog
 
 
@@ -30,8 +31,14 @@ def read_alto(path: Path, log: SkipLog) -> Iterator[PageSpec]:
         if unit.strip() != "pixel":
             log.skip_file(xml_path, skips.UNSUPPORTED_UNIT, f"'{unit}'; only pixel coordinates are read")
             continue
-        image = find_page_image(xml_path, _first_text(root, "fileName"))
+        image = find_page_image(xml_path, _first_text(root, "fileName"), *_image_paths(root))
         yield PageSpec(source=xml_path, image=image, lines=list(_lines(xml_path, root, log)))
+
+
+def _image_paths(root: etree._Element) -> list[str]:
+    """Image paths relative to the XML that ``htr segment``/``transcribe`` record (fileIdentifier)."""
+    return [element.text or "" for element in root.iter("{*}fileIdentifier")
+            if element.get("fileIdentifierLocation") == IMAGE_PATH_KEY]
 
 
 def _first_text(root: etree._Element, name: str) -> str | None:
@@ -47,8 +54,8 @@ def _lines(xml_path: Path, root: etree._Element, log: SkipLog) -> Iterator[LineS
         try:
             polygon = _polygon(line)
             baseline = _baseline(line)
-        except (TypeError, ValueError) as error:
-            log.skip_line(f"{xml_path} line {line.get('ID', number)}", skips.BAD_GEOMETRY, str(error))
+        except ValueError as error:
+            skip_geometry(log, f"{xml_path} line {line.get('ID', number)}", error)
             continue
         specs.append(LineSpec(id=safe_id(line_id), text=_text(line), polygon=polygon, baseline=baseline))
     unique_ids(specs)
@@ -71,7 +78,20 @@ def _polygon(line: etree._Element) -> Polygon:
         points = parse_points(shape_polygon.get("POINTS"))
         if points:
             return points
-    return box_polygon(*(float(line.get(key)) for key in ("HPOS", "VPOS", "WIDTH", "HEIGHT")))
+    keys = ("HPOS", "VPOS", "WIDTH", "HEIGHT")
+    if all(line.get(key) is None for key in keys):
+        raise GeometryError(skips.NO_COORDINATES, "no Shape/Polygon POINTS and no HPOS/VPOS/WIDTH/HEIGHT")
+    left, top, width, height = (_attribute(line, key) for key in keys)
+    if width < 0 or height < 0:
+        raise GeometryError(skips.BAD_GEOMETRY, f"negative WIDTH or HEIGHT ({width:g} x {height:g})")
+    return box_polygon(left, top, width, height)
+
+
+def _attribute(line: etree._Element, key: str, default: str | None = None) -> float:
+    try:
+        return parse_number(line.get(key, default))
+    except GeometryError as error:
+        raise GeometryError(error.reason, f"{key}: {error.detail}") from None
 
 
 def _baseline(line: etree._Element) -> Polygon:
@@ -80,7 +100,7 @@ def _baseline(line: etree._Element) -> Polygon:
         return []
     points = value.replace(",", " ").split()
     if len(points) == 1:  # ALTO v2/v3: BASELINE is the y of a horizontal baseline
-        y = float(points[0])
-        left, width = float(line.get("HPOS", 0)), float(line.get("WIDTH", 0))
+        y = parse_number(points[0])
+        left, width = _attribute(line, "HPOS", "0"), _attribute(line, "WIDTH", "0")
         return [[left, y], [left + width, y]]
     return parse_points(value)

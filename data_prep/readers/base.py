@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Iterator, Union
 from lxml import etree
 
 from data_prep import skips
-from data_prep.geometry import Polygon
+from data_prep.geometry import GeometryError, Polygon
 from data_prep.skips import SkipLog
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
@@ -87,11 +87,14 @@ def xml_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*.xml") if p.is_file())
 
 
-def find_page_image(xml_path: Path, declared: str | None) -> Path | None:
+def find_page_image(xml_path: Path, declared: str | None, *also: str | None) -> Path | None:
     """Locate a page image: the declared name (relative to the XML, then its base
-    name beside the XML), then the XML's own stem with any image suffix."""
+    name beside the XML), then the XML's own stem with any image suffix.  A declared
+    name that cannot be a path (too long, a NUL byte) is passed over."""
     folder = xml_path.parent
     candidates: list[Path] = []
+    # ``also`` first: exact paths relative to the XML that our writers record beside the base name
+    candidates += [folder / hint.strip().replace("\\", "/") for hint in also if hint and hint.strip()]
     if declared:
         declared = declared.strip().replace("\\", "/")
         if declared.startswith("file://"):
@@ -100,16 +103,30 @@ def find_page_image(xml_path: Path, declared: str | None) -> Path | None:
     candidates += [xml_path.with_suffix(suffix) for suffix in IMAGE_SUFFIXES]
     candidates += [xml_path.with_suffix(suffix.upper()) for suffix in IMAGE_SUFFIXES]
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # ENAMETOOLONG, embedded NUL
+            continue
     return None
 
 
+def skip_geometry(log: SkipLog, where: str, error: ValueError) -> None:
+    """Count a line whose coordinates could not be read, with the reason of the error."""
+    if isinstance(error, GeometryError):
+        log.skip_line(where, error.reason, error.detail)
+    else:
+        log.skip_line(where, skips.BAD_GEOMETRY, str(error))
+
+
 def unique_ids(specs: Iterable[LineSpec]) -> None:
-    """Make line ids unique within a page by suffixing repeats."""
-    seen: dict[str, int] = {}
+    """Make line ids unique within a page by suffixing repeats.  Ids that differ only in
+    case count as repeats: their image files would be one file on macOS and Windows."""
+    seen: set[str] = set()
     for spec in specs:
-        count = seen.get(spec.id, 0)
-        seen[spec.id] = count + 1
-        if count:
-            spec.id = f"{spec.id}_{count}"
+        candidate, count = spec.id, 0
+        while candidate.casefold() in seen:
+            count += 1
+            candidate = f"{spec.id}_{count}"
+        seen.add(candidate.casefold())
+        spec.id = candidate

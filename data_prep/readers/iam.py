@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 from data_prep import skips
-from data_prep.geometry import box_polygon
+from data_prep.geometry import box_polygon, parse_number
 from data_prep.readers.base import (LineImageSpec, LineSpec, PageSpec, Spec, clean_text,
-                                    parse_xml, safe_id)
+                                    parse_xml, safe_id, skip_geometry)
 from data_prep.skips import SkipLog
 
 
@@ -83,9 +83,9 @@ def _forms(root: Path, xml_dir: Path, log: SkipLog) -> Iterator[PageSpec]:
         specs = []
         for line in form.iter("line"):
             try:
-                boxes = [[float(c.get(k)) for k in ("x", "y", "width", "height")] for c in line.iter("cmp")]
-            except (TypeError, ValueError) as error:
-                log.skip_line(f"{xml_path} line {line.get('id')}", skips.BAD_GEOMETRY, f"<cmp> box: {error}")
+                boxes = [[parse_number(c.get(k)) for k in ("x", "y", "width", "height")] for c in line.iter("cmp")]
+            except ValueError as error:
+                skip_geometry(log, f"{xml_path} line {line.get('id')} <cmp> box", error)
                 continue
             if not boxes:
                 log.skip_line(f"{xml_path} line {line.get('id')}", skips.ZERO_AREA, "no word components")

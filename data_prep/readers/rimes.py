@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Iterator
 
 from data_prep import skips
-from data_prep.geometry import box_polygon
+from data_prep.geometry import GeometryError, box_polygon, parse_number
 from data_prep.readers.base import (LineSpec, PageSpec, clean_text, find_page_image,
-                                    parse_xml, safe_id, unique_ids, xml_files)
+                                    parse_xml, safe_id, skip_geometry, unique_ids, xml_files)
 from data_prep.skips import SkipLog
 
 
@@ -33,13 +33,19 @@ def _lines(xml_path: Path, stem: str, page, log: SkipLog) -> list[LineSpec]:
     specs = []
     for number, line in enumerate(page.iter("Line")):
         try:
-            left, top = float(line.get("Left")), float(line.get("Top"))
-            right, bottom = float(line.get("Right")), float(line.get("Bottom"))
-        except (TypeError, ValueError) as error:
-            log.skip_line(f"{xml_path} page {stem} line {number}", skips.BAD_GEOMETRY, str(error))
+            left, top, right, bottom = (_number(line, key) for key in ("Left", "Top", "Right", "Bottom"))
+        except ValueError as error:
+            skip_geometry(log, f"{xml_path} page {stem} line {number}", error)
             continue
         polygon = box_polygon(left, top, right - left, bottom - top)
         specs.append(LineSpec(id=safe_id(f"{stem}_l{number:03d}"), text=clean_text(line.get("Value")),
                               polygon=polygon, baseline=[]))
     unique_ids(specs)
     return specs
+
+
+def _number(line, key: str) -> float:
+    try:
+        return parse_number(line.get(key))
+    except GeometryError as error:
+        raise GeometryError(error.reason, f"{key}: {error.detail}") from None
