@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ from skimage.segmentation import watershed
 from tqdm import tqdm
 
 from data_prep import skips
-from data_prep.alto_writer import AltoLine, alto_document
+from data_prep.layout import FORMATS, LayoutLine, PageLayout, Step, layout_bytes, relative_image, single_region
 from data_prep.cliconfig import CliConfig
 from data_prep.geometry import Polygon
 from data_prep.records import atomic_write_bytes
@@ -521,14 +521,21 @@ def segment_page(path: Path, config: SegmentConfig) -> PageResult:
     return PageResult(image=path, width=width, height=height, lines=lines, skew=skew)
 
 
-def page_alto(result: PageResult, out_dir: Path) -> bytes:
-    """ALTO v4 for a page; fileName is the image path relative to ``out_dir`` so the
-    project's ALTO reader finds the image from the XML (``htr prepare alto:DIR``)."""
-    name = os.path.relpath(result.image.resolve(), out_dir.resolve())
-    stem = result.image.stem
-    lines = [AltoLine(id=f"{stem}_l{number:03d}", polygon=line.polygon, baseline=line.baseline)
+def page_layout(result: PageResult, out_dir: Path, config: SegmentConfig | None = None) -> PageLayout:
+    """The page's lines (one region, reading order) for an XML file in ``out_dir``: the
+    image's base name for eScriptorium and Transkribus, its path relative to ``out_dir``
+    for the project's readers (``htr prepare alto:DIR``), the segmentation as processing step."""
+    lines = [LayoutLine(id=f"l{number:03d}", polygon=line.polygon, baseline=line.baseline)
              for number, line in enumerate(result.lines, start=1)]
-    return alto_document(name, result.width, result.height, lines)
+    step = Step("line segmentation", {k: str(v) for k, v in (config or SegmentConfig()).to_dict().items()})
+    return single_region(result.image.name, result.width, result.height, lines,
+                         image_path=relative_image(result.image, out_dir), steps=[step],
+                         created=datetime.now(timezone.utc))
+
+
+def page_alto(result: PageResult, out_dir: Path) -> bytes:
+    """ALTO v4 bytes of a segmented page (see :func:`page_layout`)."""
+    return layout_bytes(page_layout(result, out_dir), "alto")
 
 
 def draw_page(result: PageResult, max_height: int = 1650) -> bytes:
@@ -555,14 +562,14 @@ def draw_page(result: PageResult, max_height: int = 1650) -> bytes:
 
 # ---------------------------------------------------------------- command line
 
-def _work(task: tuple[Path, Path, SegmentConfig, bool]) -> tuple[Path, int, str | None]:
+def _work(task: tuple[Path, Path, SegmentConfig, bool, str]) -> tuple[Path, int, str | None]:
     """Segment one page and write its outputs; returns (image, lines, error message)."""
-    path, out_dir, config, draw = task
+    path, out_dir, config, draw, fmt = task
     try:
         result = segment_page(path, config)
     except SegmentError as error:
         return path, 0, str(error)
-    atomic_write_bytes(out_dir / f"{path.stem}.xml", page_alto(result, out_dir))
+    atomic_write_bytes(out_dir / f"{path.stem}.xml", layout_bytes(page_layout(result, out_dir, config), fmt))
     if draw:
         atomic_write_bytes(out_dir / f"{path.stem}.draw.jpg", draw_page(result))
     return path, len(result.lines), None
@@ -581,13 +588,15 @@ def _images(inputs: list[Path]) -> list[Path]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="htr segment",
-        description="Find the text lines of page images. Writes OUT/NAME.xml (ALTO v4: TextLine "
-                    "box, Shape/Polygon following the ink, BASELINE) per page NAME.jpg, lines in "
-                    "reading order; read it back with 'htr prepare alto:OUT'.")
+        description="Find the text lines of page images. Writes OUT/NAME.xml per page NAME.jpg "
+                    "(ALTO v4, or PAGE 2019 with --format page: a text region, its lines in reading "
+                    "order with a polygon following the ink and a baseline); read it back with "
+                    "'htr prepare alto:OUT' (or page:OUT), or import it into eScriptorium or Transkribus.")
     parser.add_argument("images", nargs="+", type=Path, help="page images (or folders of them)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes, one page each (default 1)")
     parser.add_argument("--draw", action="store_true", help="also write OUT/NAME.draw.jpg with polygons and baselines drawn")
+    parser.add_argument("--format", choices=FORMATS, default="alto", help="XML format: alto (ALTO v4, default) or page (PAGE 2019-07-15)")
     parser.add_argument("--config", type=Path, help="JSON segmenter config (flags override it)")
     SegmentConfig.add_arguments(parser.add_argument_group("segmenter"))
     return parser
@@ -606,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         print("htr segment: several images share a name; their ALTO files would overwrite each other", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    tasks = [(path, args.out, config, args.draw) for path in images]
+    tasks = [(path, args.out, config, args.draw, args.format) for path in images]
     total = 0
     with tqdm(total=len(tasks), unit="page", desc="segment") as progress:
         if args.jobs > 1 and len(tasks) > 1:

@@ -10,6 +10,7 @@ VENV="$ROOT/.venv"
 TOOLS="$ROOT/tools"
 PYTHON="${PYTHON:-python3}"
 KENLM_VERSION="0.3.0"
+OCRD_VALIDATORS_VERSION="2.67.1"
 FONT_PACKAGES=(fonts-dkg-handwriting fonts-dancingscript fonts-ecolier-court fonts-kaushanscript
                fonts-tlwg-purisa-ttf fonts-sjfonts fonts-breip fonts-kristi)
 TEXT_PACKAGES=(fortunes-min fortunes)
@@ -37,6 +38,9 @@ make_venv() {
 install_python_packages() {
     # torch is pinned here: a bare "torch" requirement would pull a multi-GB CUDA build.
     "$VENV/bin/pip" install --quiet "torch==2.13.0" "kenlm==$KENLM_VERSION" -e "$ROOT[dev]"
+    # tests only: the official PAGE 2019-07-15 schema (ocrd_validators/page.xsd, Apache-2.0).
+    # --no-deps: only the .xsd file is read, its Python side and heavy dependencies are never used
+    "$VENV/bin/pip" install --quiet --no-deps "ocrd-validators==$OCRD_VALIDATORS_VERSION"
 }
 
 have_boost_headers() {
