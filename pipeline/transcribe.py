@@ -1,91 +1,247 @@
-"""``htr transcribe PAGE_IMAGE... --model M [--lm DIR]``: page images to text, for end users.
+"""``htr transcribe PAGE_IMAGE... --model M [--lm DIR] [--format alto|page]``: page images to text.
 
-Chains the stages through their own files: ``htr segment`` (ALTO with line
-polygons), ``htr prepare --keep-empty`` (line crops), ``htr recognize`` (log-probs),
-``htr decode`` (text).  Writes, for each page ``NAME``, ``OUT/NAME.txt`` (one line
-of text per line, in reading order) and ``OUT/NAME.xml`` (ALTO v4 with the text),
-and keeps the intermediate files in ``OUT/work/`` so any stage can be rerun.
+Page by page, the stages of the toolkit: segmentation (``htr segment``; its ALTO is kept in
+``OUT/work/segment/NAME.xml``), the line crops of ``htr prepare`` (``OUT/work/lines/``, with
+a manifest per page), recognition (``OUT/work/logits/NAME.npz``) and decoding.  The model
+and the decoder are loaded once.  As soon as a page is done, ``OUT/NAME.txt`` (a line of
+text per text line, in reading order) and ``OUT/NAME.xml`` (ALTO v4 or PAGE 2019 with the
+text) are written, each atomically.  A page whose two outputs are newer than its image and
+than the model and LM files (and whose XML is in the asked format) is skipped, so an
+interrupted run continues where it stopped; ``--force`` redoes every page.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-from data_prep.alto_writer import AltoLine, alto_document
+from lxml import etree
+
+from data_prep.layout import FORMATS, LayoutLine, Step, layout_bytes, relative_image, single_region
+from data_prep.prepare import PrepareOptions, process_page
 from data_prep.readers import read_alto
-from data_prep.records import atomic_write_bytes, atomic_write_text
+from data_prep.records import atomic_write_bytes, atomic_write_text, write_manifest
 from data_prep.skips import SkipLog
-from pipeline.evaluate import read_texts
+from pipeline.decode import LM_DECODERS, DecodeConfig, make_decoder, read_tuned
+from pipeline.folders import MODEL_JSON, WEIGHTS
+from pipeline.segment import IMAGE_SUFFIXES, SegmentConfig, SegmentError, page_layout, segment_page
+
+LM_FILES = ("lm.bin", "lm.arpa", "char.bin", "char.arpa", "words.txt", "lexicon.txt", "tuned.json",
+            "wordlist.txt", "extension.json")
 
 
-def _htr(argv: list[str]) -> None:
-    from pipeline.cli import main
-    code = main(argv)
-    if code:
-        raise RuntimeError(f"htr {argv[0]} failed (exit {code})")
+@dataclass
+class Summary:
+    done: list[str] = field(default_factory=list)
+    fresh: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # image -> reason
+    lines: int = 0
+
+    def text(self, out: Path) -> str:
+        parts = [f"{len(self.done)} pages transcribed ({self.lines} lines)"]
+        if self.fresh:
+            parts.append(f"{len(self.fresh)} up to date, skipped (--force redoes them)")
+        if self.failed:
+            parts.append(f"{len(self.failed)} could not be read: {', '.join(self.failed)}")
+        return f"transcribe: {'; '.join(parts)} -> {out}"
 
 
-def transcribe(images: list[Path], model: Path, lm: Path | None, decoder: str, out: Path, jobs: int) -> list[Path]:
-    """Run the stages; returns the text files written."""
-    work = out / "work"
-    _htr(["segment", *map(str, images), "--out", str(work / "segment"), "--jobs", str(jobs)])
-    _htr(["prepare", f"alto:{work / 'segment'}", "--out", str(work / "lines"), "--keep-empty", "--no-progress"])
-    manifest = work / "lines" / "manifest.jsonl"
-    _htr(["recognize", "--model", str(model), "--manifest", str(manifest), "--out", str(work / "logits.npz")])
-    decode = ["decode", "--logits", str(work / "logits.npz"), "--decoder", decoder, "--out", str(work / "hyp.tsv"),
-              "--jobs", str(jobs)]
-    _htr(decode + (["--lm", str(lm)] if lm is not None else []))
-    return write_pages(work / "segment", work / "hyp.tsv", out)
+class Recogniser:
+    """The optical model and the decoder, loaded once for every page."""
+
+    def __init__(self, model: Path, lm: Path | None, decoder: str, jobs: int) -> None:
+        import torch
+        from pipeline.model import load_model_folder
+        self.torch = torch
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, self.config, self.alphabet = load_model_folder(model)
+        self.model.to(self.device)
+        tuned = read_tuned(lm, decoder) if lm is not None and decoder in LM_DECODERS else {}
+        self.decode_config = DecodeConfig(decoder=decoder, **{k: tuned[k] for k in ("lm_weight", "word_bonus") if k in tuned})
+        self.decoder = make_decoder(self.decode_config, self.alphabet, 0, lm)  # built here, forked workers inherit it
+        self.jobs = jobs
+        self.pool = ProcessPoolExecutor(jobs, initializer=_init_worker,
+                                        initargs=(self.decode_config, self.alphabet, lm)) if jobs > 1 else None
+        self.settings = {"model": str(model), "decoder": decoder, "lm": str(lm) if lm else "none",
+                         **({"lm_weight": str(self.decode_config.lm_weight), "word_bonus": str(self.decode_config.word_bonus)}
+                            if decoder in LM_DECODERS else {})}
+
+    def texts(self, manifest: Path, logits: Path) -> dict[str, str]:
+        """Line id -> decoded text for the lines of a page manifest."""
+        from pipeline.data import LineDataset, load_lines
+        from pipeline.logits import save_logits
+        from pipeline.recognize import run_model
+        lines = load_lines(manifest, self.alphabet, self.config.height, self.config.max_width, None, SkipLog(stream=None))
+        dataset = LineDataset(lines, self.config.height, self.config.max_width, cache=False)
+        logprobs = run_model(self.model, dataset, 16, self.device, progress=False) if lines else []
+        save_logits(logits, [line.id for line in lines], logprobs, self.alphabet, 0)
+        if self.pool is not None and len(logprobs) > 1:
+            size = -(-len(logprobs) // self.jobs)
+            chunks = [logprobs[i:i + size] for i in range(0, len(logprobs), size)]
+            texts = [text for chunk in self.pool.map(_decode, chunks) for text in chunk]
+        else:
+            texts = [self.decoder.decode(array).text for array in logprobs]
+        return {line.id: text for line, text in zip(lines, texts)}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
-def write_pages(segment_dir: Path, hyp_path: Path, out: Path) -> list[Path]:
-    """Plain text and ALTO with the recognised text, one of each per page."""
-    hyps = read_texts(hyp_path)  # keyed by line id: prepare read the same ALTO, so ids agree
-    written = []
-    for page in read_alto(segment_dir, SkipLog()):
-        lines = [AltoLine(id=spec.id, polygon=spec.polygon, baseline=spec.baseline, text=hyps.get(spec.id, ""))
-                 for spec in page.lines]
-        stem = page.source.stem
-        atomic_write_text(out / f"{stem}.txt", "".join(line.text + "\n" for line in lines))
-        width, height = _page_size(page.image)
-        image_name = str(page.image.resolve()) if page.image else f"{stem}.jpg"
-        atomic_write_bytes(out / f"{stem}.xml", alto_document(image_name, width, height, lines))
-        written.append(out / f"{stem}.txt")
-    return written
+_DECODER = None
 
 
-def _page_size(image: Path | None) -> tuple[int, int]:
-    if image is None:
-        return (0, 0)
-    from PIL import Image
-    with Image.open(image) as handle:
-        return handle.size
+def _init_worker(config: DecodeConfig, alphabet: list[str], lm: Path | None) -> None:
+    global _DECODER
+    _DECODER = make_decoder(config, alphabet, 0, lm)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _decode(arrays: list) -> list[str]:
+    return [_DECODER.decode(array).text for array in arrays]
+
+
+@dataclass
+class Job:
+    out: Path
+    fmt: str
+    model: Path
+    lm: Path | None = None
+    decoder: str = "greedy"
+    jobs: int = 1
+    force: bool = False
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    _recogniser: Recogniser | None = None
+
+    @property
+    def recogniser(self) -> Recogniser:
+        """Loaded at the first page to do: nothing is loaded when every page is up to date."""
+        if self._recogniser is None:
+            self._recogniser = Recogniser(self.model, self.lm, self.decoder, self.jobs)
+        return self._recogniser
+
+    def close(self) -> None:
+        if self._recogniser is not None:
+            self._recogniser.close()
+
+
+def outputs(out: Path, image: Path) -> tuple[Path, Path]:
+    return out / f"{image.stem}.txt", out / f"{image.stem}.xml"
+
+
+def newest_input(job: Job) -> float:
+    """mtime of the newest model and LM file."""
+    files = [job.model / MODEL_JSON, job.model / WEIGHTS] + ([job.lm / name for name in LM_FILES] if job.lm else [])
+    return max((path.stat().st_mtime for path in files if path.is_file()), default=0.0)
+
+
+def is_fresh(job: Job, image: Path) -> bool:
+    """Both outputs exist, are newer than the image, the model and the LM, and the XML is in ``job.fmt``."""
+    paths = outputs(job.out, image)
+    if job.force or not all(path.is_file() for path in paths):
+        return False
+    if min(path.stat().st_mtime for path in paths) <= max(image.stat().st_mtime, newest_input(job)):
+        return False
+    try:
+        root = etree.parse(str(paths[1])).getroot()
+    except etree.XMLSyntaxError:
+        return False
+    return etree.QName(root).localname == ("PcGts" if job.fmt == "page" else "alto")
+
+
+def transcribe_page(job: Job, image: Path) -> int:
+    """Segment, crop, recognise and decode one page; write its outputs.  Returns its line count."""
+    work = job.out / "work"
+    result = segment_page(image, job.segment)  # SegmentError for an unreadable image
+    segmentation = page_layout(result, work / "segment", job.segment)
+    atomic_write_bytes(work / "segment" / f"{image.stem}.xml", layout_bytes(segmentation, "alto"))
+    spec = next(read_alto(work / "segment" / f"{image.stem}.xml", SkipLog(stream=None)))
+    records, _ = process_page(spec, PrepareOptions(out=work / "lines", keep_empty=True, show_progress=False))
+    manifest = work / "lines" / f"{image.stem}.jsonl"
+    write_manifest(manifest, records)
+    texts = job.recogniser.texts(manifest, work / "logits" / f"{image.stem}.npz")
+    lines = [LayoutLine(id=f"l{number:03d}", polygon=line.polygon, baseline=line.baseline, text=texts.get(line.id, ""))
+             for number, line in enumerate(spec.lines, start=1)]
+    steps = segmentation.steps + [Step("text recognition", job.recogniser.settings)]
+    page = single_region(image.name, result.width, result.height, lines, image_path=relative_image(image, job.out),
+                         steps=steps, created=datetime.now(timezone.utc))
+    text_path, xml_path = outputs(job.out, image)
+    atomic_write_bytes(xml_path, layout_bytes(page, job.fmt))
+    atomic_write_text(text_path, "".join(line.text + "\n" for line in lines))
+    return len(lines)
+
+
+def transcribe(images: list[Path], job: Job) -> Summary:
+    summary = Summary()
+    for number, image in enumerate(images, start=1):
+        if not image.is_file():
+            summary.failed[str(image)] = "not found"
+            print(f"htr transcribe: {image}: not found; skipped", file=sys.stderr)
+        elif is_fresh(job, image):
+            summary.fresh.append(str(image))
+        else:
+            try:
+                summary.lines += transcribe_page(job, image)
+            except SegmentError as error:
+                summary.failed[str(image)] = str(error)
+                print(f"htr transcribe: {error}; skipped", file=sys.stderr)
+                continue
+            summary.done.append(str(image))
+            print(f"[{number}/{len(images)}] {image.name} -> {outputs(job.out, image)[0]}", file=sys.stderr)
+    return summary
+
+
+def page_images(inputs: list[Path]) -> list[Path]:
+    """The images named, folders replaced by the images they hold."""
+    found: list[Path] = []
+    for item in inputs:
+        found += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item]
+    # (a name that does not exist stays: it is counted as a page that could not be read)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="htr transcribe",
-        description="Page images -> text: segment the lines, recognise them, decode. Writes OUT/NAME.txt "
-                    "(a line of text per text line, in reading order) and OUT/NAME.xml (ALTO v4 with the text).",
+        description="Page images -> text: segment the lines, recognise them, decode, page by page. Writes "
+                    "OUT/NAME.txt (a line of text per text line, in reading order) and OUT/NAME.xml (ALTO v4, "
+                    "or PAGE 2019 with --format page) as soon as each page is done; pages already transcribed "
+                    "(outputs newer than the image, the model and the LM) are skipped, so a rerun continues.",
         epilog="Example: htr transcribe scans/*.jpg --model models/copiste/dropout-all --lm models/copiste/lm "
                "--decoder lexicon --out transcripts")
-    parser.add_argument("images", nargs="+", type=Path, help="page images")
+    parser.add_argument("images", nargs="+", type=Path, help="page images (or folders of them)")
     parser.add_argument("--model", type=Path, required=True, help="model folder written by 'htr train'")
     parser.add_argument("--lm", type=Path, help="LM folder written by 'htr lm' (needed by beam-lm, lexicon, char-lm)")
     parser.add_argument("--decoder", default=None, help="decoder (default: lexicon with --lm, else greedy)")
+    parser.add_argument("--format", choices=FORMATS, default="alto", help="XML format: alto (ALTO v4, default) or page (PAGE 2019-07-15)")
     parser.add_argument("--out", type=Path, default=Path("transcripts"), help="output folder (default: transcripts)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for segmentation and decoding")
-    args = parser.parse_args(argv)
-    decoder = args.decoder or ("lexicon" if args.lm else "greedy")
-    missing = [p for p in [args.model, *args.images, *([args.lm] if args.lm else [])] if not p.exists()]
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for decoding")
+    parser.add_argument("--force", action="store_true", help="redo pages whose outputs are up to date")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    missing = [p for p in [args.model, *([args.lm] if args.lm else [])] if not p.exists()]
     if missing:
+        missing += [p for p in args.images if not p.exists()]
         print(f"htr transcribe: not found: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
+    images = page_images(args.images)
+    stems = [p.stem for p in images]
+    if len(set(stems)) != len(stems):
+        print("htr transcribe: several images share a name; their outputs would overwrite each other", file=sys.stderr)
+        return 2
+    job = Job(args.out, args.format, args.model, args.lm, args.decoder or ("lexicon" if args.lm else "greedy"),
+              args.jobs, args.force)
     try:
-        written = transcribe(args.images, args.model, args.lm, decoder, args.out, args.jobs)
-    except RuntimeError as error:
+        summary = transcribe(images, job)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as error:  # the model or LM cannot be loaded
         print(f"htr transcribe: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {len(written)} transcripts (.txt and ALTO .xml) to {args.out}")
-    return 0
+    finally:
+        job.close()
+    print(summary.text(args.out))
+    return 0 if summary.done or summary.fresh else 1

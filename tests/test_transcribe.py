@@ -1,17 +1,24 @@
-"""``htr transcribe``: page images in, one text file and one ALTO file per page out."""
+"""``htr transcribe``: page images in, one text file and one ALTO or PAGE file per page out,
+each written as soon as its page is done; a rerun skips the pages already done."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
-from data_prep.readers import read_alto
+from data_prep.readers import read_alto, read_pagexml
 from data_prep.skips import SkipLog
+from pipeline import transcribe as transcribe_module
 from pipeline.model import ModelConfig, build_model, save_model_folder
 from pipeline.transcribe import main
+from xmlcheck import check
 
 ALPHABET = ["", " ", "a", "b", "c"]
 TINY = dict(height=16, mdlstm_hidden="2,3,4", mdlstm_conv="3,4", sub_height=2, mdlstm_impl="wavefront")
+READ = {"alto": read_alto, "page": read_pagexml}
 
 
 def _page(path, lines: int) -> None:
@@ -29,25 +36,98 @@ def _page(path, lines: int) -> None:
     Image.fromarray(page).save(path)
 
 
-def test_pages_become_text_and_alto_with_one_line_per_segmented_line(tmp_path, capsys):
+@pytest.fixture
+def setup(tmp_path):
+    """A tiny random model and two pages (4 and 2 lines) in their own folder."""
     torch.manual_seed(0)
     config = ModelConfig(arch="mdlstm", **TINY)
     save_model_folder(tmp_path / "model", config, ALPHABET, build_model(config, len(ALPHABET)))
-    for name, lines in (("p1", 4), ("p2", 2)):
-        _page(tmp_path / f"{name}.png", lines)
-    out = tmp_path / "out"
-    code = main([str(tmp_path / "p1.png"), str(tmp_path / "p2.png"), "--model", str(tmp_path / "model"),
-                 "--out", str(out)])
-    assert code == 0
-    for name, lines in (("p1", 4), ("p2", 2)):
-        text = (out / f"{name}.txt").read_text(encoding="utf-8")
+    (tmp_path / "scans").mkdir()
+    for name, lines in (("p1", 4), ("p 2 (copy)", 2)):
+        _page(tmp_path / "scans" / f"{name}.png", lines)
+    return tmp_path
+
+
+def _run(root, *extra) -> int:
+    return main([str(root / "scans" / "p1.png"), str(root / "scans" / "p 2 (copy).png"),
+                 "--model", str(root / "model"), "--out", str(root / "out"), *extra])
+
+
+@pytest.mark.parametrize("fmt", ["alto", "page"])
+def test_pages_become_text_and_xml_with_one_line_per_segmented_line(setup, fmt, capsys):
+    assert _run(setup, "--format", fmt) == 0
+    assert "2 pages transcribed (6 lines)" in capsys.readouterr().out
+    for name, lines in (("p1", 4), ("p 2 (copy)", 2)):
+        text = (setup / "out" / f"{name}.txt").read_text(encoding="utf-8")
         assert text.count("\n") == lines
-        page = next(iter(read_alto(out / f"{name}.xml", SkipLog(stream=None))))
-        assert len(page.lines) == lines and page.image is not None
+        root = check(setup / "out" / f"{name}.xml", fmt)
+        declared = (root.findtext(".//{*}sourceImageInformation/{*}fileName") if fmt == "alto"
+                    else root.find("{*}Page").get("imageFilename"))
+        assert declared == f"{name}.png"  # the base name, as eScriptorium and Transkribus match it
+        page = next(iter(READ[fmt](setup / "out" / f"{name}.xml", SkipLog(stream=None))))
+        assert len(page.lines) == lines and page.image.resolve() == (setup / "scans" / f"{name}.png").resolve()
         assert [line.text for line in page.lines] == text.splitlines()
         assert set("".join(text.split())) <= set("abc")
 
 
-def test_missing_inputs_are_named(tmp_path, capsys):
+def _mtimes(root) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in (root / "out").glob("*.*")}
+
+
+def test_rerun_skips_pages_done_and_redoes_changed_ones(setup, capsys):
+    assert _run(setup) == 0
+    first = _mtimes(setup)
+    # nothing is loaded when every page is up to date: a broken model file, older than the outputs, is not read
+    weights = setup / "model" / "weights.pt"
+    weights.write_bytes(b"broken")
+    os.utime(weights, (1, 1))
+    capsys.readouterr()
+    assert _run(setup) == 0
+    assert "2 up to date" in capsys.readouterr().out and _mtimes(setup) == first
+    save_model_folder(setup / "model", ModelConfig(arch="mdlstm", **TINY), ALPHABET,
+                      build_model(ModelConfig(arch="mdlstm", **TINY), len(ALPHABET)))
+    os.utime(weights, (1, 1))
+    os.utime(setup / "model" / "model.json", (1, 1))
+    image = setup / "scans" / "p1.png"
+    os.utime(image, (first["p1.txt"] / 1e9 + 5,) * 2)  # an image changed after its transcription
+    (setup / "out" / "p 2 (copy).xml").unlink()  # an output lost
+    assert _run(setup) == 0
+    assert "2 pages transcribed" in capsys.readouterr().out
+    assert _run(setup, "--format", "page") == 0  # outputs in the other format are not up to date
+    assert "2 pages transcribed" in capsys.readouterr().out
+
+
+def test_each_page_is_written_when_done_and_an_interrupted_run_continues(setup, monkeypatch, capsys):
+    real = transcribe_module.transcribe_page
+    calls = []
+
+    def interrupted(job, image):
+        calls.append(image.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(job, image)
+
+    monkeypatch.setattr(transcribe_module, "transcribe_page", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(setup)
+    assert sorted(p.name for p in (setup / "out").glob("*.*")) == ["p1.txt", "p1.xml"]
+    monkeypatch.setattr(transcribe_module, "transcribe_page", real)
+    capsys.readouterr()
+    assert _run(setup) == 0
+    assert "1 pages transcribed (2 lines); 1 up to date" in capsys.readouterr().out
+
+
+def test_exit_is_non_zero_only_when_no_page_could_be_read(setup, capsys):
+    bad = setup / "scans" / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    model = ["--model", str(setup / "model"), "--out", str(setup / "out")]
+    assert main([str(bad), str(setup / "gone.png"), *model]) == 1
+    captured = capsys.readouterr()
+    assert "2 could not be read" in captured.out and "bad.jpg" in captured.err and "gone.png" in captured.err
+    assert main([str(bad), str(setup / "scans" / "p1.png"), *model]) == 0
+    assert "1 pages transcribed (4 lines); 1 could not be read" in capsys.readouterr().out
+
+
+def test_missing_model_is_named(tmp_path, capsys):
     assert main([str(tmp_path / "nope.jpg"), "--model", str(tmp_path / "nomodel")]) == 2
     assert "nope.jpg" in capsys.readouterr().err
