@@ -58,7 +58,7 @@ copiste-interim: setup  ## score and report the Copiste models as they are now (
 COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québec, CC-BY 4.0): contemporary Québec French handwriting, 238 training pages of 186 writers (4,512 lines); dev = 33 pages of 26 other writers (618 lines).
 
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
-	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --data "$(COPISTE_DATA)"
+	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
 
 report: setup  ## write the report of the experiment
 	$(HTR) report $(WORK)/experiments/synthetic

@@ -9,6 +9,11 @@ config continues the training from these folders), ``OUT/lm/`` (``lexicon.txt``,
 extension's ``wordlist.txt`` + ``extension.json`` if it has one, and the ``tuned.json`` of
 ``--lm-variant``: what ``htr decode --lm`` reads) and ``OUT/MODEL_CARD.md``:
 data, settings, training state and the dev/test scores found in the experiment folder.
+With ``--card META.toml`` (licence, training data and its licence, language, script, period,
+reproduce commands; see ``configs/copiste-card.toml``) the card starts with a YAML header
+(:mod:`pipeline.model_card`) that also lists each model's alphabet and dev CER/WER.
+``--refresh-card OUT`` rewrites only that header of an exported card, from OUT's own files
+and the card's score table (no experiment folder needed).
 Every file is written atomically; rerun after more training to refresh the export.
 """
 from __future__ import annotations
@@ -22,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
 from lm.extend import EXTENSION, WORDLIST, surface_oov_summary  # noqa: E402
+from pipeline import model_card as card_header  # noqa: E402
 from pipeline.folders import CONFIG_FILE, EXPORTED_FILES  # noqa: E402
 from pipeline.run import System, load_experiment, system_slug  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
@@ -109,7 +115,7 @@ def model_card(exp_folder: Path, out: Path, states: dict, systems: list[str], da
     return "\n".join(lines)
 
 
-def export(exp_folder: Path, out: Path, lm_variant: str, data: str) -> Path:
+def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict | None = None) -> Path:
     exp = load_experiment(exp_folder / "config.toml", exp_folder)
     states = {}
     for variant in exp.variants:
@@ -127,20 +133,47 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str) -> Path:
     tuned = exp_folder / "lm" / lm_variant / "tuned.json"
     if tuned.is_file():
         copy(tuned, out / "lm" / "tuned.json")
-    card = model_card(exp_folder, out, states, [s.name for s in exp.systems], data, lm_variant)
+    systems = [s.name for s in exp.systems]
+    card = model_card(exp_folder, out, states, systems, data, lm_variant)
+    if meta is not None:
+        found = {variant: scores(exp_folder, variant, systems) for variant in exp.variants}
+        card = card_header.front_matter(meta, out, list(exp.variants), found, lm_variant) + card
     atomic_write_text(out / "MODEL_CARD.md", card)
     return out / "MODEL_CARD.md"
 
 
+def refresh_card(out: Path, meta: dict, lm_variant: str) -> Path:
+    """Rewrite the YAML header of ``out/MODEL_CARD.md``, keeping its body."""
+    path = out / "MODEL_CARD.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (export the models first)")
+    _, body = card_header.split_card(path.read_text(encoding="utf-8"))
+    variants = sorted(p.parent.name for p in out.glob("*/model.json"))
+    header = card_header.front_matter(meta, out, variants, card_header.scores_from_body(body), lm_variant)
+    atomic_write_text(path, header + body)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", type=Path, help="experiment folder (holds config.toml, models/, lm/)")
-    parser.add_argument("--out", type=Path, required=True, help="export folder, e.g. models/copiste")
+    parser.add_argument("experiment", type=Path, nargs="?", help="experiment folder (holds config.toml, models/, lm/)")
+    parser.add_argument("--out", type=Path, help="export folder, e.g. models/copiste")
     parser.add_argument("--lm-variant", default="dropout-all", help="variant whose tuned LM weights ship in OUT/lm")
     parser.add_argument("--data", default="", help="one paragraph on the training data and its licence")
+    parser.add_argument("--card", type=Path, help="card metadata (TOML): the card gets a YAML header")
+    parser.add_argument("--refresh-card", type=Path, metavar="OUT", help="only rewrite the YAML header of OUT/MODEL_CARD.md")
     args = parser.parse_args()
+    if args.refresh_card is not None and args.card is None:
+        parser.error("--refresh-card needs --card META.toml")
+    if args.refresh_card is None and (args.experiment is None or args.out is None):
+        parser.error("give EXPERIMENT and --out (or --refresh-card OUT --card META.toml)")
     try:
-        card = export(args.experiment, args.out, args.lm_variant, args.data)
+        meta = card_header.read_meta(args.card) if args.card else None
+        if args.refresh_card is not None:
+            card = refresh_card(args.refresh_card, meta, args.lm_variant)
+            print(f"rewrote the header of {card}")
+            return 0
+        card = export(args.experiment, args.out, args.lm_variant, args.data, meta)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"export_models: {error}", file=sys.stderr)
         return 1

@@ -56,3 +56,63 @@ def test_export_names_the_missing_file(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(tmp_path / "m")],
                           capture_output=True, text=True)
     assert done.returncode == 1 and "lm.bin: missing" in done.stderr
+
+
+META = """title = "Tiny models"
+license = [{ name = "CC-BY-4.0", url = "https://creativecommons.org/licenses/by/4.0/" }]
+language = ["fra"]
+script = [{ iso = "Latn", name = "Latin" }]
+time = { notBefore = "2024", notAfter = "2024" }
+reproduce = ["make copiste-data", "make copiste-models"]
+
+[training-data]
+title = "Tiny data"
+license = [{ name = "CC-BY-4.0" }]
+volume = [{ metric = "lines", count = 12 }]
+"""
+
+
+def _export_with_card(tmp_path):
+    exp = _complete_experiment(tmp_path)
+    (tmp_path / "card.toml").write_text(META, encoding="utf-8")
+    out = tmp_path / "models"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--card",
+                           str(tmp_path / "card.toml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_card_header_is_yaml_with_licences_language_alphabet_scores_and_reproduce(tmp_path):
+    from pipeline.model_card import read_front_matter
+    out = _export_with_card(tmp_path)
+    header = read_front_matter(out / "MODEL_CARD.md")
+    assert header["license"][0]["name"] == "CC-BY-4.0" and header["training-data"]["license"][0]["name"] == "CC-BY-4.0"
+    assert header["language"] == ["fra"] and header["script"][0]["iso"] == "Latn" and header["time"]["notBefore"] == "2024"
+    assert header["reproduce"] == ["make copiste-data", "make copiste-models"]
+    assert header["software"]["name"] == "dropout-htr"
+    models = {m["name"]: m for m in header["models"]}
+    assert models["dropout-all"]["default"] and models["dropout-all"]["alphabet"] == {"size": 2, "blank_index": 0, "symbols": "a"}
+    rnn = next(row for row in models["dropout-all"]["dev"] if row["system"] == "RNN alone")
+    body = (out / "MODEL_CARD.md").read_text()
+    assert f"| dropout-all | RNN alone | {rnn['cer']:.1f} | {rnn['wer']:.1f} |" in body  # header and table agree
+    assert models["dropout-none"]["training"]["best_dev_cer"] == 26.67
+
+
+def test_refresh_card_rewrites_only_the_header(tmp_path):
+    out = _export_with_card(tmp_path)
+    card = out / "MODEL_CARD.md"
+    body = card.read_text().split("\n---\n\n", 1)[1]
+    (tmp_path / "card.toml").write_text(META.replace("Tiny models", "Renamed"), encoding="utf-8")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--refresh-card", str(out), "--card", str(tmp_path / "card.toml")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = card.read_text()
+    assert text.startswith("---\ntitle: Renamed\n") and text.endswith(body) and text.count("\n---\n") == 1
+
+
+def test_card_metadata_without_a_licence_is_refused_by_name(tmp_path):
+    exp = _complete_experiment(tmp_path)
+    (tmp_path / "card.toml").write_text(META.replace('license = [{ name = "CC-BY-4.0", url = "https://creativecommons.org/licenses/by/4.0/" }]\n', ""))
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(tmp_path / "m"), "--card",
+                           str(tmp_path / "card.toml")], capture_output=True, text=True)
+    assert done.returncode == 1 and "card.toml: missing license" in done.stderr

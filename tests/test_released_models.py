@@ -49,3 +49,14 @@ def test_released_lm_decodes_into_lexicon_words_only(lines, tmp_path):
     rows = [line.split("\t") for line in hyp.read_text(encoding="utf-8").splitlines()]
     assert [row[0] for row in rows] == ["l0", "l1", "l2"]
     assert all(word in words for row in rows for word in row[1].split())
+
+
+def test_released_card_header_describes_each_committed_model():
+    from pipeline.model_card import read_front_matter
+    header = read_front_matter(RELEASE / "MODEL_CARD.md")
+    assert header["license"] and header["training-data"]["license"] and header["language"] == ["fra"]
+    assert {m["name"] for m in header["models"]} == set(VARIANTS)
+    for entry in header["models"]:
+        alphabet = json.loads((RELEASE / entry["path"] / "model.json").read_text())["alphabet"]
+        assert entry["alphabet"]["symbols"] == "".join(alphabet[1:]) and entry["alphabet"]["size"] == len(alphabet)
+        assert {row["system"] for row in entry["dev"]} == {"RNN alone", "+ lexicon", "+ lexicon + LM"}
