@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from data_prep import skips
 from data_prep.geometry import GeometryError, box_polygon, crop_polygon, min_line_size, page_background
+from data_prep.outlock import OutputError, claim_output
 from data_prep.readers import READERS, LineImageSpec, PageSpec
 from data_prep.readers.base import Spec, unique_ids
 from data_prep.records import (LineRecord, atomic_write_bytes, atomic_write_text, line_image_path,
@@ -263,6 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    parse_source(args.source)  # an unknown SOURCE is refused before the output is touched
+    try:
+        with claim_output(args.out, "htr prepare", folder=True):
+            return _run(args)
+    except OutputError as error:
+        print(f"htr prepare: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     kind, path = parse_source(args.source)
     options = PrepareOptions(out=args.out, jobs=args.jobs, writer_pattern=args.writer_pattern,
                              split=args.split, show_progress=not args.no_progress,

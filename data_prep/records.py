@@ -78,17 +78,41 @@ def read_manifest(path: Path) -> list[LineRecord]:
 
 
 def iter_manifest(path: Path) -> Iterator[LineRecord]:
+    """Records of a manifest; a bad line raises ``ValueError`` naming the file, the line
+    number and the fix (one line, whatever JSON or UTF-8 error was behind it)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: manifest not found (create one with 'htr prepare')")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield LineRecord.from_dict(json.loads(line))
-            except (json.JSONDecodeError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: not a manifest record ({error})") from error
+    fix = "fix or delete that line, or rerun 'htr prepare'"
+    number = 0  # lines read so far
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield _record(line, f"{path}:{number}", fix)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} after line {number}); "
+                         "re-save it as UTF-8 or rerun 'htr prepare'") from None
+
+
+_REQUIRED = {"id": str, "image": str, "text": str}
+_OPTIONAL = {"page": str, "polygon": list, "baseline": list, "writer": (str, type(None)), "split": (str, type(None))}
+
+
+def _record(line: str, where: str, fix: str) -> LineRecord:
+    try:
+        data = json.loads(line.rstrip("\r\n"))
+    except json.JSONDecodeError as error:  # its own "line 1 column 5" would be about the JSON text
+        raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: a JSON {type(data).__name__}, not a record object; {fix}")
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise ValueError(f"{where}: no {', '.join(missing)} field; {fix}")
+    for key, kind in {**_REQUIRED, **_OPTIONAL}.items():
+        if key in data and not isinstance(data[key], kind):
+            raise ValueError(f"{where}: field {key} is a JSON {type(data[key]).__name__}; {fix}")
+    return LineRecord.from_dict(data)
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.cliconfig import CliConfig
+from data_prep.outlock import OutputError, claim_output
 from data_prep.records import atomic_write_text
 from lm.text import tokenize
 
@@ -507,8 +508,9 @@ class CharLmDecoder:
         return hypothesis
 
 
-def check_lm(config: DecodeConfig, lm_path: Path | None) -> LmDir | None:
-    """The LM directory the decoder needs (None for greedy/beam); clear errors if unusable."""
+def check_lm(config: DecodeConfig, lm_path: Path | None, alphabet: Sequence[str] | None = None) -> LmDir | None:
+    """The LM directory the decoder needs (None for greedy/beam); clear errors if unusable,
+    or (given the log-probabilities' ``alphabet``) built from other text than the model."""
     if config.decoder not in LM_DECODERS:
         return None
     if lm_path is None:
@@ -516,6 +518,9 @@ def check_lm(config: DecodeConfig, lm_path: Path | None) -> LmDir | None:
     lm = LmDir.load(lm_path)
     if config.decoder == "char-lm" and not lm.char_model.is_file():
         raise FileNotFoundError(f"{lm.path / 'char.bin'}: missing; build it with 'htr lm ... --char'")
+    if alphabet is not None:
+        from pipeline.logits import check_spellable
+        check_spellable(lm.words, alphabet, lm.path)
     return lm
 
 
@@ -549,7 +554,7 @@ def decode_all(arrays: Sequence[np.ndarray], alphabet: Sequence[str], blank: int
                lm_path: Path | None = None, jobs: int = 1, progress: bool = True,
                batch: int = 16) -> list[Hypothesis]:
     """Decode every line; ``jobs`` > 1 spreads batches over processes (order is kept)."""
-    check_lm(config, lm_path)  # fail here, not inside a worker process
+    check_lm(config, lm_path, alphabet)  # fail here, before loading anything, not inside a worker
     chunks = [list(arrays[i:i + batch]) for i in range(0, len(arrays), batch)]
     bar = tqdm(total=len(arrays), desc=f"decode {config.decoder}", unit="line", disable=not progress)
     results: list[Hypothesis] = []
@@ -610,13 +615,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pipeline.logits import load_logits
     try:
-        config = resolve_config(args, args.lm)
-        cache = load_logits(args.logits)
-        hypotheses = decode_all(cache.logprobs, cache.alphabet, cache.blank, config, args.lm, args.jobs)
-    except (FileNotFoundError, ValueError) as error:
+        with claim_output(args.out, "htr decode"):
+            config = resolve_config(args, args.lm)
+            cache = load_logits(args.logits)
+            if not cache.ids:  # before any language model is loaded
+                raise ValueError(f"{args.logits}: the cache holds no line; nothing to decode, nothing written")
+            hypotheses = decode_all(cache.logprobs, cache.alphabet, cache.blank, config, args.lm, args.jobs)
+            write_hypotheses(args.out, cache.ids, hypotheses, args.confidences)
+    except (FileNotFoundError, ValueError, OutputError) as error:
         print(f"htr decode: {error}", file=sys.stderr)
         return 1
-    write_hypotheses(args.out, cache.ids, hypotheses, args.confidences)
     fallbacks = sum(h.fallback for h in hypotheses)
     print(f"{args.out}: {len(hypotheses)} lines decoded with {config.decoder} "
           f"(lm_weight {config.lm_weight}, word_bonus {config.word_bonus})"

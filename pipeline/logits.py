@@ -99,6 +99,22 @@ def load_logits(path: Path) -> LogitCache:
     return LogitCache(ids, alphabet, blank, arrays)
 
 
+def check_spellable(words: dict[str, int], alphabet: Sequence[str], lm_path: Path, least: float = 0.5) -> None:
+    """Refuse (one line, before any n-gram is loaded) an LM whose training ``words`` mostly
+    cannot be spelled with the labels of a cache: the log-probabilities of one model decoded
+    with the LM of another data set give empty or nonsense lines, silently."""
+    letters = set(alphabet) - {"", " "}
+    total = sum(words.values())
+    spellable = sum(count for word, count in words.items() if set(word) <= letters)
+    if " " in alphabet and (not total or spellable >= least * total):
+        return
+    share = f"{spellable / total:.0%}" if total else "none"
+    raise ValueError(f"{lm_path}: {share} of its training words can be spelled with the {len(letters)} "
+                     f"labels of the log-probabilities{'' if ' ' in alphabet else ', which have no space'}; "
+                     "the LM and the model come from different text: rebuild the LM with "
+                     "'htr lm --text TRAIN_MANIFEST' of this model")
+
+
 # ----------------------------------------------------------------------------------------
 # Synthetic posteriors (development and benchmarks only)
 

@@ -225,11 +225,27 @@ def load_model_folder(folder: Path, impl: str | None = None) -> tuple[nn.Module,
     for name in (MODEL_JSON, WEIGHTS):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name}: missing (a model folder is written by 'htr train')")
-    description = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
-    config = ModelConfig(**description["config"])
+    fix = "copy the model folder again, or retrain it with 'htr train'"
+    try:
+        description = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
+        config = ModelConfig(**description["config"])
+        alphabet = list(description["alphabet"])
+    except (ValueError, KeyError, TypeError) as error:  # bad JSON or UTF-8, missing or unknown keys
+        raise ValueError(f"{folder / MODEL_JSON}: not a model description ({_first_line(error)}); {fix}") from None
     if impl is not None:
         config.mdlstm_impl = impl
-    alphabet = list(description["alphabet"])
     model = build_model(config, len(alphabet))
-    model.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise ValueError(f"{folder / WEIGHTS}: corrupt or not a weights file ({_first_line(error)}); {fix}") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError, KeyError) as error:
+        raise ValueError(f"{folder / WEIGHTS}: the weights do not fit {MODEL_JSON} ({_first_line(error)}); {fix}") from None
     return model.eval(), config, alphabet
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return lines[0][:160]

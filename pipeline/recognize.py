@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import torch
 from tqdm import tqdm
 
 from data_prep.cliconfig import CliConfig
+from data_prep.outlock import OutputError, claim_output
+from data_prep.records import iter_manifest
 from data_prep.skips import SkipLog
 from pipeline.data import LineDataset, collate, load_lines, sorted_batches
 from pipeline.logits import LogitCache, save_logits
@@ -68,6 +71,8 @@ def recognize(config: RecognizeConfig, progress: bool = True) -> tuple[LogitCach
     for name in ("model", "manifest", "out"):
         if getattr(config, name) is None:
             raise ValueError(f"--{name} is required")
+    if next(iter_manifest(config.manifest), None) is None:  # before the model is loaded
+        raise ValueError(f"{config.manifest}: no line in the manifest; nothing to recognise, no cache written")
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
@@ -76,6 +81,9 @@ def recognize(config: RecognizeConfig, progress: bool = True) -> tuple[LogitCach
     model.to(device)
     log = SkipLog()
     lines = load_lines(config.manifest, alphabet, model_config.height, model_config.max_width, None, log)
+    if not lines:
+        raise ValueError(f"{config.manifest}: none of its {sum(log.lines.values())} lines could be read "
+                         "(see the messages above); no cache written")
     dataset = LineDataset(lines, model_config.height, model_config.max_width, cache=False)
     logprobs = run_model(model, dataset, config.batch_size, device, progress)
     cache = LogitCache([line.id for line in lines], alphabet, 0, logprobs)
@@ -94,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = RecognizeConfig.from_args(args)
     try:
-        cache, log = recognize(config, progress=not args.quiet)
-    except (FileNotFoundError, ValueError, KeyError) as error:
+        with claim_output(config.out, "htr recognize") if config.out else nullcontext():
+            cache, log = recognize(config, progress=not args.quiet)
+    except (FileNotFoundError, ValueError, KeyError, OutputError) as error:
         print(f"htr recognize: {error}", file=sys.stderr)
         return 1
     frames = sum(len(m) for m in cache.logprobs)

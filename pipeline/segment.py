@@ -48,6 +48,7 @@ from data_prep import skips
 from data_prep.layout import FORMATS, LayoutLine, PageLayout, Step, layout_bytes, relative_image, single_region
 from data_prep.cliconfig import CliConfig
 from data_prep.geometry import Polygon
+from data_prep.outlock import OutputError, claim_output
 from data_prep.records import atomic_write_bytes
 from data_prep.skips import SkipLog
 
@@ -88,7 +89,12 @@ class PageResult:
 
 
 class SegmentError(ValueError):
-    """The page cannot be segmented (unreadable image); the message names the file."""
+    """The page cannot be segmented (unreadable image); the message names the file, and
+    ``detail`` is the cause alone (for ``skipped: FILE: reason (detail)``, said once)."""
+
+    def __init__(self, path: Path, detail: str):
+        super().__init__(f"{path}: {skips.UNREADABLE_IMAGE} ({detail})")
+        self.detail = detail
 
 
 # ---------------------------------------------------------------- loading
@@ -105,7 +111,7 @@ def load_page(path: Path, work_height: int) -> tuple[np.ndarray, int, int]:
         if image.size[1] > work_height * 1.05:
             image = image.resize(target, Image.BILINEAR, reducing_gap=2.0)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-        raise SegmentError(f"{path}: {skips.UNREADABLE_IMAGE} ({error})") from error
+        raise SegmentError(path, f"{error}; re-export it as PNG, JPEG or TIFF") from error
     return np.asarray(image), width, height
 
 
@@ -568,7 +574,7 @@ def _work(task: tuple[Path, Path, SegmentConfig, bool, str]) -> tuple[Path, int,
     try:
         result = segment_page(path, config)
     except SegmentError as error:
-        return path, 0, str(error)
+        return path, 0, error.detail
     atomic_write_bytes(out_dir / f"{path.stem}.xml", layout_bytes(page_layout(result, out_dir, config), fmt))
     if draw:
         atomic_write_bytes(out_dir / f"{path.stem}.draw.jpg", draw_page(result))
@@ -614,7 +620,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(stems)) != len(stems):
         print("htr segment: several images share a name; their ALTO files would overwrite each other", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        with claim_output(args.out, "htr segment", folder=True):
+            return _segment_all(args, config, images, log)
+    except OutputError as error:
+        print(f"htr segment: {error}", file=sys.stderr)
+        return 1
+
+
+def _segment_all(args: argparse.Namespace, config: SegmentConfig, images: list[Path], log: SkipLog) -> int:
     tasks = [(path, args.out, config, args.draw, args.format) for path in images]
     total = 0
     with tqdm(total=len(tasks), unit="page", desc="segment") as progress:
@@ -626,11 +640,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for task in tasks:
                 total += _report(_work(task), log, progress)
-    pages = len(images) - sum(log.files.values())
+    pages = len(images) - log.files[skips.UNREADABLE_IMAGE]
     print(f"segment: {total} lines on {pages} pages -> {args.out}", file=sys.stderr)
     if log.files:
         print(f"segment: {sum(log.files.values())} files skipped: {dict(log.files)}", file=sys.stderr)
-    return 0 if images else 1
+    if not pages:
+        print(f"htr segment: no page could be segmented ({sum(log.files.values())} inputs skipped, "
+              "see above); nothing written", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _report(outcome: tuple[Path, int, str | None], log: SkipLog, progress: tqdm) -> int:

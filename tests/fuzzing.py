@@ -94,6 +94,8 @@ def _elements(root: etree._Element) -> list[etree._Element]:
 
 def delete_element(root: etree._Element, rng: random.Random) -> str:
     victims = [e for e in _elements(root) if e.getparent() is not None]
+    if not victims:
+        return "nothing left to delete"
     victim = rng.choice(victims)
     victim.getparent().remove(victim)
     return f"deleted <{etree.QName(victim).localname}>"
@@ -113,6 +115,8 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 def hostile_number(root: etree._Element, rng: random.Random) -> str:
     holders = [(e, k) for e in _elements(root) for k, v in e.attrib.items() if _NUMBER.search(v)]
+    if not holders:
+        return "no number left"
     element, name = rng.choice(holders)
     numbers = list(_NUMBER.finditer(element.get(name)))
     target, value = rng.choice(numbers), rng.choice(HOSTILE_NUMBERS)
