@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"htr evaluate: {error}", file=sys.stderr)
         return 2
+    if not refs:  # a CER of 0% over nothing would read as a perfect score
+        print(f"htr evaluate: {args.ref} holds no reference line; nothing to score", file=sys.stderr)
+        return 1
     unknown = len(set(hyps) - set(refs))
     result = evaluate(refs, hyps)
     data = to_json(result, args.bootstrap)

@@ -100,6 +100,15 @@ def test_decode_refuses_an_lm_built_from_other_text_before_loading_it(tmp_path, 
         assert rc == 1 and str(lm_dir) in line and "0% of its training words" in line and "htr lm" in line
 
 
+def test_evaluate_refuses_an_empty_reference_instead_of_scoring_0_percent(tmp_path, capsys):
+    (tmp_path / "ref.tsv").write_text("")
+    (tmp_path / "hyp.tsv").write_text("a\tsome text\n")
+    rc = main(["evaluate", "--ref", str(tmp_path / "ref.tsv"), "--hyp", str(tmp_path / "hyp.tsv")])
+    captured = capsys.readouterr()
+    assert rc == 1 and "CER" not in captured.out
+    assert "ref.tsv holds no reference line" in captured.err
+
+
 def test_an_lm_of_the_same_text_is_accepted(tmp_path, lm_dir):
     logits = tmp_path / "dev.npz"
     save_logits(logits, ["a"], [one_hot("the cat")], DECODE_ALPHABET)
