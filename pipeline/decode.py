@@ -575,14 +575,27 @@ def decode_all(arrays: Sequence[np.ndarray], alphabet: Sequence[str], blank: int
     return results
 
 
-def write_hypotheses(out: Path, ids: Sequence[str], hypotheses: Sequence[Hypothesis], confidences: bool) -> None:
-    """``id<TAB>text`` lines; with ``confidences`` also ``<out stem>.conf.jsonl``."""
+def write_hypotheses(out: Path, ids: Sequence[str], hypotheses: Sequence[Hypothesis], confidences: bool,
+                     logprobs: Sequence[np.ndarray] | None = None, alphabet: Sequence[str] = (), blank: int = 0) -> None:
+    """``id<TAB>text`` lines; with ``confidences`` also ``<out stem>.conf.jsonl``: with the
+    ``logprobs``, the optical evidence of the output text (:mod:`pipeline.confidence`: per word
+    ``[word, confidence, [per-character]]``, the line's the mean of its words'), else the
+    decoder's own word scores."""
     atomic_write_text(out, "".join(f"{i}\t{h.text}\n" for i, h in zip(ids, hypotheses)))
     if confidences:
-        rows = [json.dumps({"id": i, "confidence": round(h.confidence, 4),
-                            "words": [[w, round(c, 4)] for w, c in h.words]}, ensure_ascii=False)
-                for i, h in zip(ids, hypotheses)]
+        rows = [json.dumps(_confidence_row(i, h, None if logprobs is None else logprobs[k], alphabet, blank),
+                           ensure_ascii=False) for k, (i, h) in enumerate(zip(ids, hypotheses))]
         atomic_write_text(confidence_path(out), "".join(r + "\n" for r in rows))
+
+
+def _confidence_row(line_id: str, hypothesis: Hypothesis, logprobs: np.ndarray | None, alphabet, blank: int) -> dict:
+    if logprobs is None:
+        return {"id": line_id, "confidence": round(hypothesis.confidence, 4),
+                "words": [[w, round(c, 4)] for w, c in hypothesis.words]}
+    from pipeline.confidence import evidence
+    words = evidence(hypothesis.text, logprobs, alphabet, blank)
+    mean = float(np.mean([w.confidence for w in words])) if words else 0.0
+    return {"id": line_id, "confidence": round(mean, 4), "words": [[w.text, round(w.confidence, 4), w.chars] for w in words]}
 
 
 def confidence_path(out: Path) -> Path:
@@ -610,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="hypothesis file (id<TAB>text)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--confidences", action="store_true",
-                        help="also write OUT_STEM.conf.jsonl: per-line and per-word confidences")
+                        help="also write OUT_STEM.conf.jsonl: per-line, per-word and per-character optical "
+                             "confidences of the output text (a word the LM changed gets its new spelling's)")
     DecodeConfig.add_arguments(parser)
     args = parser.parse_args(argv)
     from pipeline.logits import load_logits
@@ -621,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
             if not cache.ids:  # before any language model is loaded
                 raise ValueError(f"{args.logits}: the cache holds no line; nothing to decode, nothing written")
             hypotheses = decode_all(cache.logprobs, cache.alphabet, cache.blank, config, args.lm, args.jobs)
-            write_hypotheses(args.out, cache.ids, hypotheses, args.confidences)
+            write_hypotheses(args.out, cache.ids, hypotheses, args.confidences, cache.logprobs, cache.alphabet, cache.blank)
     except (FileNotFoundError, ValueError, OutputError) as error:
         print(f"htr decode: {error}", file=sys.stderr)
         return 1

@@ -5,7 +5,8 @@ Page by page, the stages of the toolkit: segmentation (``htr segment``; its ALTO
 a manifest per page), recognition (``OUT/work/logits/NAME.npz``) and decoding.  The model
 and the decoder are loaded once.  As soon as a page is done, ``OUT/NAME.txt`` (a line of
 text per text line, in reading order) and ``OUT/NAME.xml`` (ALTO v4 or PAGE 2019 with the
-text) are written, each atomically.  A page whose two outputs are newer than its image and
+text, and per word its box and optical confidences (:mod:`pipeline.confidence`: ALTO
+``WC``/``CC``, PAGE ``Word`` and ``TextEquiv@conf``) are written, each atomically.  A page whose two outputs are newer than its image and
 than the model and LM files (and whose XML is in the asked format) is skipped, so an
 interrupted run continues where it stopped; ``--force`` redoes every page.
 """
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from lxml import etree
 
-from data_prep.layout import FORMATS, LayoutLine, Step, layout_bytes, relative_image, single_region
+from data_prep.layout import FORMATS, LayoutLine, Step, Word, bounds, layout_bytes, relative_image, single_region
 from data_prep.prepare import PrepareOptions, process_page
 from data_prep.readers import read_alto
 from data_prep.records import atomic_write_bytes, atomic_write_text, write_manifest
 from data_prep.skips import SkipLog
+from pipeline.confidence import WordEvidence, evidence
 from pipeline.decode import LM_DECODERS, DecodeConfig, make_decoder, read_tuned
 from pipeline.folders import MODEL_JSON, WEIGHTS
 from pipeline.segment import IMAGE_SUFFIXES, SegmentConfig, SegmentError, page_layout, segment_page
@@ -69,8 +71,8 @@ class Recogniser:
                          **({"lm_weight": str(self.decode_config.lm_weight), "word_bonus": str(self.decode_config.word_bonus)}
                             if decoder in LM_DECODERS else {})}
 
-    def texts(self, manifest: Path, logits: Path) -> dict[str, str]:
-        """Line id -> decoded text for the lines of a page manifest."""
+    def texts(self, manifest: Path, logits: Path) -> dict[str, tuple[str, list[WordEvidence], int]]:
+        """Line id -> (decoded text, its words' optical confidences, frames) for a page manifest."""
         from pipeline.data import LineDataset, load_lines
         from pipeline.logits import save_logits
         from pipeline.recognize import run_model
@@ -84,7 +86,8 @@ class Recogniser:
             texts = [text for chunk in self.pool.map(_decode, chunks) for text in chunk]
         else:
             texts = [self.decoder.decode(array).text for array in logprobs]
-        return {line.id: text for line, text in zip(lines, texts)}
+        return {line.id: (text, evidence(text, array, self.alphabet, 0), len(array))
+                for line, text, array in zip(lines, texts, logprobs)}
 
     def close(self) -> None:
         if self.pool is not None:
@@ -162,8 +165,7 @@ def transcribe_page(job: Job, image: Path) -> int:
     manifest = work / "lines" / f"{image.stem}.jsonl"
     write_manifest(manifest, records)
     texts = job.recogniser.texts(manifest, work / "logits" / f"{image.stem}.npz")
-    lines = [LayoutLine(id=f"l{number:03d}", polygon=line.polygon, baseline=line.baseline, text=texts.get(line.id, ""))
-             for number, line in enumerate(spec.lines, start=1)]
+    lines = [_line(f"l{number:03d}", line, texts.get(line.id), result.width) for number, line in enumerate(spec.lines, start=1)]
     steps = segmentation.steps + [Step("text recognition", job.recogniser.settings)]
     page = single_region(image.name, result.width, result.height, lines, image_path=relative_image(image, job.out),
                          steps=steps, created=datetime.now(timezone.utc))
@@ -171,6 +173,21 @@ def transcribe_page(job: Job, image: Path) -> int:
     atomic_write_bytes(xml_path, layout_bytes(page, job.fmt))
     atomic_write_text(text_path, "".join(line.text + "\n" for line in lines))
     return len(lines)
+
+
+def _line(line_id: str, spec, decoded: tuple[str, list[WordEvidence], int] | None, page_width: int) -> LayoutLine:
+    """A written line: its text, and per word a box (its frames mapped onto the line crop's
+    columns) and the optical confidences; the line's confidence is the mean of its words'."""
+    if decoded is None:  # the line could not be cropped
+        return LayoutLine(line_id, spec.polygon, spec.baseline, "")
+    text, words, frames = decoded
+    left, top, right, bottom = bounds(spec.polygon)
+    left, right = max(0, left), min(page_width, right + 1)  # the crop's columns, as prepare cuts them
+    scale = (right - left) / max(1, frames)
+    boxes = [(left + w.start * scale, top, left + (w.end + 1) * scale, bottom) for w in words]
+    return LayoutLine(line_id, spec.polygon, spec.baseline, text,
+                      words=[Word(w.text, box, w.confidence, w.chars) for w, box in zip(words, boxes)],
+                      confidence=sum(w.confidence for w in words) / len(words) if words else None)
 
 
 def transcribe(images: list[Path], job: Job) -> Summary:

@@ -68,6 +68,22 @@ def test_pages_become_text_and_xml_with_one_line_per_segmented_line(setup, fmt, 
         assert len(page.lines) == lines and page.image.resolve() == (setup / "scans" / f"{name}.png").resolve()
         assert [line.text for line in page.lines] == text.splitlines()
         assert set("".join(text.split())) <= set("abc")
+        _check_confidences(root, fmt, text.splitlines())
+
+
+def _check_confidences(root, fmt: str, texts: list[str]) -> None:
+    """Every word of the text carries its optical confidence (and, in ALTO, one CC digit per character)."""
+    lines = list(root.iter("{*}TextLine"))
+    for line, text in zip(lines, texts):
+        if fmt == "alto":
+            strings = [s for s in line.iter("{*}String") if s.get("CONTENT")]
+            assert [s.get("CONTENT") for s in strings] == text.split()
+            assert all(0 <= float(s.get("WC")) <= 1 and len(s.get("CC").split()) == len(s.get("CONTENT")) for s in strings)
+            assert all(int(s.get("WIDTH")) >= 0 and s.get("HPOS") is not None for s in strings)
+        else:
+            words = line.findall("{*}Word")
+            assert [w.findtext("{*}TextEquiv/{*}Unicode") for w in words] == text.split()
+            assert all(0 <= float(w.find("{*}TextEquiv").get("conf")) <= 1 for w in words)
 
 
 def _mtimes(root) -> dict:
