@@ -51,6 +51,7 @@ from data_prep.geometry import Polygon
 from data_prep.outlock import OutputError, claim_output
 from data_prep.records import atomic_write_bytes
 from data_prep.skips import SkipLog
+from pipeline import rotation
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -64,6 +65,7 @@ class SegmentConfig(CliConfig):
     sauvola_k: float = field(default=0.1, metadata={"help": "Sauvola k"})
     min_contrast: int = field(default=30, metadata={"help": "ink is at least this many grey levels darker than the paper"})
     max_skew: float = field(default=5.0, metadata={"help": "largest page skew searched, degrees"})
+    max_rotation: float = field(default=45.0, metadata={"help": "pages whose lines run at more than max-skew and up to this many degrees are rotated upright first (0: never)"})
     rule_contrast: int = field(default=15, metadata={"help": "grey levels below the paper at which ruling lines are looked for"})
     max_glyph_height: float = field(default=4.0, metadata={"help": "ink components taller than this many line spacings are drawings, not text"})
     min_line_ink: float = field(default=0.06, metadata={"help": "drop lines with fewer ink pixels than this x (line spacing)^2: specks, stray dots"})
@@ -482,11 +484,13 @@ def reading_order(lines: list[_RawLine], period: float) -> list[_RawLine]:
 
 # ---------------------------------------------------------------- page
 
-def segment_array(gray: np.ndarray, full_size: tuple[int, int], config: SegmentConfig) -> tuple[list[Line], float]:
-    """Segment a working-size grayscale page; coordinates are returned for ``full_size``."""
+def segment_array(gray: np.ndarray, full_size: tuple[int, int], config: SegmentConfig,
+                  ink: np.ndarray | None = None) -> tuple[list[Line], float]:
+    """Segment a working-size grayscale page (``ink``: its binarisation, if already made);
+    coordinates are returned for ``full_size``."""
     width, height = full_size
     scale_x, scale_y = width / gray.shape[1], height / gray.shape[0]
-    ink = binarise(gray, config)
+    ink = binarise(gray, config) if ink is None else ink
     if ink.sum() < 20:
         return [], 0.0
     # skew first (ruling, where there is any, only helps), so that ruling is horizontal
@@ -523,7 +527,12 @@ def segment_array(gray: np.ndarray, full_size: tuple[int, int], config: SegmentC
 
 def segment_page(path: Path, config: SegmentConfig) -> PageResult:
     gray, width, height = load_page(path, config.work_height)
-    lines, skew = segment_array(gray, (width, height), config)
+    ink = binarise(gray, config)
+    angle = rotation.page_angle(ink, config.max_skew, config.max_rotation)
+    if angle:  # beyond the deskew range: rotate upright, segment, rotate the lines back
+        lines = rotation.segment_turned(gray, (width, height), angle, config)
+        return PageResult(image=path, width=width, height=height, lines=lines, skew=angle)
+    lines, skew = segment_array(gray, (width, height), config, ink)
     return PageResult(image=path, width=width, height=height, lines=lines, skew=skew)
 
 
