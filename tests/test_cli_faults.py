@@ -132,6 +132,7 @@ def _other_model_weights() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 @pytest.mark.parametrize("content, says", [
     (b"\x00\x01garbage" * 50, "corrupt or not a weights file"),
     (b"", "corrupt or not a weights file"),
