@@ -44,6 +44,8 @@ class BenchConfig(CliConfig):
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     seed: int = field(default=0, metadata={"help": "seed of the synthetic batch and weights"})
     repeats: int = field(default=3, metadata={"help": "timed runs per batch, the fastest counts (--quick: 1)"})
+    device: str = field(default="cpu", metadata={"help": "torch device (cuda: the wavefront and the CRNN; the C++ scan and the naive loop are CPU only)"})
+    layers: bool = field(default=True, metadata={"help": "also time each layer's forward and backward (the fastest 2D-LSTM implementation)"})
 
 
 def synthetic_batch(lines: int, height: int, width: int, classes: int, generator: torch.Generator):
@@ -55,9 +57,8 @@ def synthetic_batch(lines: int, height: int, width: int, classes: int, generator
     return images, widths, targets, torch.full((lines,), label_length, dtype=torch.long)
 
 
-def time_model(model: nn.Module, batches: list, repeats: int = 1) -> dict:
-    """Lines/s of training steps and of inference over ``batches`` (one warm-up each);
-    each batch counts with its fastest of ``repeats`` runs (robust on a shared machine)."""
+def training_step(model: nn.Module):
+    """One training step (forward, CTC, backward, Adam) on a batch, as a function."""
     ctc = nn.CTCLoss(zero_infinity=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -66,8 +67,15 @@ def time_model(model: nn.Module, batches: list, repeats: int = 1) -> dict:
         model.train()
         optimizer.zero_grad()
         logprobs, frames = model(images, widths)
-        ctc(logprobs, targets, frames, lengths).backward()
+        ctc(logprobs, targets, frames.to(logprobs.device), lengths).backward()
         optimizer.step()
+    return train_step
+
+
+def time_model(model: nn.Module, batches: list, repeats: int = 1, device: str = "cpu") -> dict:
+    """Lines/s of training steps and of inference over ``batches`` (one warm-up each);
+    each batch counts with its fastest of ``repeats`` runs (robust on a shared machine)."""
+    train_step = training_step(model)
 
     def infer_step(batch) -> None:
         model.eval()
@@ -81,12 +89,24 @@ def time_model(model: nn.Module, batches: list, repeats: int = 1) -> dict:
         for batch in batches:
             times = []
             for _ in range(repeats):
+                _sync(device)
                 start = time.perf_counter()
                 step(batch)
+                _sync(device)
                 times.append(time.perf_counter() - start)
             seconds += min(times)
         result[f"{name}_lines_per_s"] = round(sum(len(b[0]) for b in batches) / seconds, 3)
     return result
+
+
+def add_flop_shares(timing: dict, macs_per_line: float, gemm: float) -> dict:
+    """GFLOP/s of the network (2 per multiply-add; training = 3x the forward) and its share
+    of the same-run GEMM rate."""
+    for phase, factor in (("train", 3), ("infer", 1)):
+        rate = timing[f"{phase}_lines_per_s"] * factor * 2 * macs_per_line / 1e9
+        timing[f"{phase}_gflops"] = round(rate, 2)
+        timing[f"{phase}_share_of_gemm"] = round(rate / gemm, 3)
+    return timing
 
 
 def set_impl(model: nn.Module, impl: str) -> None:
@@ -95,37 +115,75 @@ def set_impl(model: nn.Module, impl: str) -> None:
             module.impl = impl
 
 
+def _on(batch: tuple, device: str) -> tuple:
+    return tuple(t.to(device) for t in batch)
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def check_device(device: str) -> None:
+    """A clear message instead of a CUDA traceback when the device is not there."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available to this torch build")
+    torch.device(device)  # raises on a malformed name
+
+
 def run_bench(config: BenchConfig, say=print) -> dict:
+    from pipeline.bench_layers import gemm_gflops, layer_report, network_multiply_adds
+
+    check_device(config.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     generator = torch.Generator().manual_seed(config.seed)
     widths = int_list(config.widths)
-    batches = [synthetic_batch(config.lines, config.height, w, config.classes, generator) for w in widths]
+    batches = [_on(synthetic_batch(config.lines, config.height, w, config.classes, generator), config.device)
+               for w in widths]
     torch.manual_seed(config.seed)
-    mdlstm = build_model(ModelConfig(arch="mdlstm", height=config.height), config.classes)
-    crnn = build_model(ModelConfig(arch="crnn", height=config.height), config.classes)
+    mdlstm = build_model(ModelConfig(arch="mdlstm", height=config.height), config.classes).to(config.device)
+    crnn = build_model(ModelConfig(arch="crnn", height=config.height), config.classes).to(config.device)
     repeats = 1 if config.quick else max(1, config.repeats)
+    gemm = gemm_gflops(windows=2 if config.quick else 5, device=config.device)
+    say(f"float32 GEMM 512x512: {gemm:.1f} GFLOP/s")
+    lines = sum(len(b[0]) for b in batches)
+    macs = {"mdlstm": network_multiply_adds(mdlstm, batches) / lines, "crnn": network_multiply_adds(crnn, batches) / lines}
     report: dict = {"repeats": repeats, "batch": {"lines": config.lines, "height": config.height, "widths": widths},
-                    "threads": torch.get_num_threads(), "quick": config.quick,
+                    "threads": torch.get_num_threads(), "quick": config.quick, "device": config.device,
+                    "gemm_gflops": round(gemm, 1),
+                    "mmacs_per_line": {name: round(value / 1e6, 2) for name, value in macs.items()},
                     "params": {"mdlstm": count_parameters(mdlstm), "crnn": count_parameters(crnn)},
                     "mdlstm": {}}
+    timed = []
     for impl in int_list_names(config.impls):
         set_impl(mdlstm, impl)
+        if impl in ("cpp", "naive") and config.device != "cpu":
+            report["mdlstm"][impl] = {"error": f"the {impl} 2D-LSTM runs on the CPU only"}
+            continue
         if impl == "cpp" and not _cpp_ok():
             report["mdlstm"][impl] = {"error": "C++ scan unavailable (no compiler?)"}
             continue
         if impl == "naive" and config.quick:
-            small = [synthetic_batch(config.lines, config.height, config.naive_width, config.classes, generator)]
-            timing = time_model(mdlstm, small, repeats)
+            small = [_on(synthetic_batch(config.lines, config.height, config.naive_width, config.classes, generator),
+                         config.device)]
+            timing = time_model(mdlstm, small, repeats, config.device)
             scale = config.naive_width * len(widths) / sum(widths)  # cost grows with the pixels
             timing = {k: round(v * scale, 4) for k, v in timing.items()}
             timing["scaled_from"] = f"{config.lines}x{config.height}x{config.naive_width}"
-        else:
-            timing = time_model(mdlstm, batches, 1 if impl == "naive" else repeats)  # naive: minutes per run
-        report["mdlstm"][impl] = timing
+        else:  # naive: minutes per run
+            timing = time_model(mdlstm, batches, 1 if impl == "naive" else repeats, config.device)
+            timed.append(impl)
+        report["mdlstm"][impl] = add_flop_shares(timing, macs["mdlstm"], gemm)
         say(f"mdlstm {impl}: {timing}")
-    report["crnn"] = time_model(crnn, batches, repeats)
+    report["crnn"] = add_flop_shares(time_model(crnn, batches, repeats, config.device), macs["crnn"], gemm)
     say(f"crnn: {report['crnn']}")
+    if config.layers and timed:
+        fastest = max(timed, key=lambda impl: report["mdlstm"][impl]["train_lines_per_s"])
+        set_impl(mdlstm, fastest)
+        report["layers"] = {"impl": fastest, "note": "one training step per batch, summed over the batches",
+                            "mdlstm": layer_report(mdlstm, training_step(mdlstm), batches, config.device)}
+        say(f"layers ({fastest}): {report['layers']['mdlstm']}")
     return report
 
 

@@ -29,6 +29,7 @@ inside the scan.  The C++ scan walks each direction from its own corner instead 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 import sys
@@ -156,6 +157,26 @@ def extension_dir() -> Path:
     return Path(os.environ.get("DROPOUT_HTR_EXT_DIR", default))
 
 
+def build_key(flags: list[str]) -> str:
+    """Name of the compiled scan: the source hash, the compiler flags and the torch version.
+
+    Two checkouts of different versions (or CPUs with different vector units) sharing one
+    cache directory get different names, so neither rebuilds nor loads the other's build.
+    """
+    digest = hashlib.sha256(_CSRC.read_bytes())
+    digest.update(" ".join(flags).encode())
+    digest.update(torch.__version__.encode())
+    return f"{_EXT_NAME}_{digest.hexdigest()[:12]}"
+
+
+def compiler_flags() -> list[str]:
+    """-O3 and OpenMP; AVX2 + FMA where the CPU has them (the lane loops become FMA vectors)."""
+    flags = ["-O3", "-fopenmp"]
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
 def load_extension():
     """Compile (first use, ~30 s) or load the cached C++ scan; None if that fails."""
     global _EXTENSION, _EXTENSION_ERROR
@@ -163,10 +184,8 @@ def load_extension():
         try:
             from torch.utils import cpp_extension
 
-            name, flags = _EXT_NAME, ["-O3", "-fopenmp"]
-            if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-                # ~1.3x; own name, so a build cache shared with an older CPU stays apart
-                name, flags = name + "_avx2", flags + ["-mavx2", "-mfma"]
+            flags = compiler_flags()
+            name = build_key(flags)
             build = extension_dir() / name
             build.mkdir(parents=True, exist_ok=True)
             _clear_stale_lock(build / "lock")
@@ -210,26 +229,47 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-class _CppScan(torch.autograd.Function):
-    """C++ scan with its hand-written backward (layouts in pipeline/csrc/mdlstm.cpp)."""
+def lanes_for(batch: int) -> int:
+    """Lanes per group of images scanned in lock step: the fewest padded images, then wider."""
+    return min((4, 8), key=lambda lanes: (-batch % lanes, -lanes))
+
+
+class _CppLayer(torch.autograd.Function):
+    """The C++ layer with its hand-written backward (layouts in pipeline/csrc/mdlstm.cpp)."""
 
     @staticmethod
-    def forward(ctx, xp: Tensor, weight_hh: Tensor) -> Tensor:
-        h, c, act = load_extension().forward(xp.contiguous(), weight_hh.transpose(1, 2).contiguous())
-        ctx.save_for_backward(h, c, act, weight_hh)
+    def forward(ctx, x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) -> Tensor:
+        weights = torch.cat([weight_ih, weight_hh], 2).contiguous()  # (4, 5h, C + 2h)
+        h, c, act = load_extension().forward(x.contiguous(), weights, bias.contiguous())
+        ctx.save_for_backward(x, h, c, act, weights)
         return h
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h: Tensor):
-        h, c, act, weight_hh = ctx.saved_tensors
-        grad_a, grad_w = load_extension().backward(grad_h.contiguous(), h, c, act, weight_hh.contiguous())
-        return grad_a, grad_w.view(h.shape[0], DIRECTIONS, *grad_w.shape[1:]).sum(0)
+        x, h, c, act, weights = ctx.saved_tensors
+        dx, dw, db = load_extension().backward(grad_h.contiguous(), x, h, c, act, weights.transpose(1, 2).contiguous())
+        dw = dw.sum(1)  # per (direction, lane group) -> per direction
+        channels = x.shape[0]
+        return dx.sum(0), dw[..., :channels], dw[..., channels:], db.sum(1)
 
 
-def cpp_scan(xp: Tensor, weight_hh: Tensor) -> Tensor:
-    """xp: (B, H, W, 4, 5h) input pre-activations in image order -> output (B, 4h, H, W)."""
-    return _CppScan.apply(xp, weight_hh)
+def cpp_scan(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) -> Tensor:
+    """The whole layer with the C++ scan: (B, C, H, W) -> (B, 4h, H, W).
+
+    The batch is padded to whole groups of lanes and moved innermost, (C, groups, H, W,
+    lanes); the input projection runs inside the scan.
+    """
+    batch, channels, height, width = x.shape
+    lanes = lanes_for(batch)
+    groups = -(-batch // lanes)
+    if groups * lanes != batch:
+        x = torch.cat([x, x.new_zeros(groups * lanes - batch, channels, height, width)])
+    lanes_inner = x.view(groups, lanes, channels, height, width).permute(2, 0, 3, 4, 1)
+    h = _CppLayer.apply(lanes_inner.contiguous(), weight_ih, weight_hh, bias)
+    hidden = weight_hh.shape[-1] // 2
+    out = h.permute(2, 5, 0, 1, 3, 4).reshape(groups * lanes, DIRECTIONS * hidden, height, width)
+    return out[:batch] if groups * lanes != batch else out
 
 
 # ----------------------------------------------------------------------------- module
@@ -284,12 +324,12 @@ class MDLSTM2d(nn.Module):
         impl = self.resolved_impl(x)
         if impl == "naive":
             return naive_mdlstm(x, self.weight_ih, self.weight_hh, self.bias)
+        if impl == "cpp":
+            return cpp_scan(x, self.weight_ih, self.weight_hh, self.bias)
         # input projection of all directions at once: (B*H*W, C) x (C, 4*5h)
         pixels = x.permute(0, 2, 3, 1).reshape(-1, self.in_channels)
         xp = torch.addmm(self.bias.reshape(-1), pixels, self.weight_ih.reshape(-1, self.in_channels).T)
         xp = xp.view(batch, height, width, DIRECTIONS, -1)
-        if impl == "cpp":
-            return cpp_scan(xp, self.weight_hh)
         h = wavefront_scan(_to_scan_order(xp.permute(3, 0, 1, 2, 4)), self.weight_hh)
         h = _to_scan_order(h)  # flipping back
         return h.permute(1, 0, 4, 2, 3).reshape(batch, DIRECTIONS * self.hidden, height, width)

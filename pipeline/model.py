@@ -100,6 +100,34 @@ def pad_to_multiple(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
+class FastDropout(nn.Module):
+    """Inverted dropout (as nn.Dropout) with its mask drawn four 16-bit numbers per 64-bit
+    random draw: p is rounded to a multiple of 1/65536.  nn.Dropout's bernoulli_ draws one
+    number per element and took more time than the three MDLSTM layers of a training forward
+    (13 ms for one 8x8x32x400 output on 2 cores, this: 4 ms)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.threshold = round(p * 65536) - 32768  # keep where the 16-bit draw >= this
+        self.scale = 1.0 / (1.0 - (self.threshold + 32768) / 65536)
+        self.p = p
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        n = x.numel()
+        draws = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        keep = draws.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        return x * keep * self.scale
+
+
+def dropout_layer(p: float) -> nn.Module:
+    return FastDropout(p) if p > 0 else nn.Identity()
+
+
 class MDLSTMNet(nn.Module):
     """2x2 blocks -> [MDLSTM -> dropout -> conv subsampling -> tanh]* -> MDLSTM -> dropout
     -> linear (over the 4 directions concatenated, i.e. the sum of per-direction linears)
@@ -115,7 +143,7 @@ class MDLSTMNet(nn.Module):
         channels = config.block_width * config.block_height
         for i, (size, drop) in enumerate(zip(hidden, dropout_flags(len(hidden), config.dropout_where))):
             self.lstms.append(MDLSTM2d(channels, size, impl=config.mdlstm_impl, init_range=config.mdlstm_init))
-            self.drops.append(nn.Dropout(config.dropout) if drop and config.dropout > 0 else nn.Identity())
+            self.drops.append(dropout_layer(config.dropout) if drop else nn.Identity())
             if i < len(convs):
                 window = (config.sub_height, config.sub_width)
                 self.convs.append(nn.Conv2d(4 * size, convs[i], kernel_size=window, stride=window))
@@ -170,7 +198,7 @@ class CRNN(nn.Module):
             nn.LSTM(features if i == 0 else 2 * hidden, hidden, bidirectional=True)
             for i in range(config.crnn_lstm_layers))
         self.drops = nn.ModuleList(
-            nn.Dropout(config.dropout) if drop and config.dropout > 0 else nn.Identity()
+            dropout_layer(config.dropout) if drop else nn.Identity()
             for drop in dropout_flags(config.crnn_lstm_layers, config.dropout_where))
         self.output = nn.Linear(2 * hidden, num_classes)
 

@@ -65,13 +65,54 @@ def test_cpp_matches_wavefront_bigger(cpp, dtype, hidden):
     _assert_same(layer, "wavefront", cpp, x)
 
 
-@pytest.mark.parametrize("impl", ["wavefront", "cpp"])
-def test_gradcheck_float64(request, impl):
+@pytest.mark.parametrize("batch", [1, 3, 4, 5, 8, 9, 12, 13])  # 4 and 8 lanes, padded, several groups
+@pytest.mark.parametrize("hidden", [2, 7])
+def test_cpp_lock_step_batches_match_the_wavefront(cpp, batch, hidden):
+    layer = _layer(channels=5, hidden=hidden, seed=batch)
+    x = torch.randn(batch, 5, 3, 6)
+    _assert_same(layer, "wavefront", cpp, x)
+
+
+def test_cpp_wide_layer_matches_the_wavefront(cpp):
+    layer = _layer(channels=20, hidden=50, seed=4)  # the Pham top layer (run-time size)
+    _assert_same(layer, "wavefront", cpp, torch.randn(6, 20, 2, 9), tol=2e-5)
+
+
+def test_cpp_lanes_are_the_fewest_padded_images():
+    assert [mdlstm.lanes_for(b) for b in (1, 3, 4, 5, 8, 9, 12, 16)] == [4, 4, 4, 8, 8, 4, 4, 8]
+
+
+def test_cpp_gives_the_same_numbers_on_one_and_two_threads(cpp):
+    layer = _layer(channels=4, hidden=10, seed=5)
+    x = torch.randn(16, 4, 8, 40)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _outputs_and_grads(layer, cpp, x)
+        torch.set_num_threads(2)
+        two = _outputs_and_grads(layer, cpp, x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], two[0])
+    assert all(torch.equal(a, b) for a, b in zip(one[1], two[1]))
+
+
+def test_build_cache_key_follows_source_flags_and_torch(monkeypatch, tmp_path):
+    key = mdlstm.build_key(["-O3"])
+    assert key != mdlstm.build_key(["-O3", "-mavx2"])
+    changed = tmp_path / "mdlstm.cpp"
+    changed.write_bytes(mdlstm._CSRC.read_bytes() + b"// another version\n")
+    monkeypatch.setattr(mdlstm, "_CSRC", changed)
+    assert mdlstm.build_key(["-O3"]) != key
+
+
+@pytest.mark.parametrize("impl,batch", [("wavefront", 2), ("cpp", 2), ("cpp", 5)])
+def test_gradcheck_float64(request, impl, batch):
     if impl == "cpp":
         request.getfixturevalue("cpp")
     layer = _layer(channels=2, hidden=2, dtype=torch.float64, seed=2)
     layer.impl = impl
-    x = torch.randn(2, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(batch, 2, 3, 4, dtype=torch.float64, requires_grad=True)
     params = list(layer.parameters())
 
     def fn(inp, w_ih, w_hh, b):

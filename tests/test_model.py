@@ -5,10 +5,9 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from pipeline.bench import BenchConfig, run_bench
-from pipeline.model import ModelConfig, build_model, count_parameters, load_model_folder, save_model_folder
+from pipeline.model import FastDropout, ModelConfig, build_model, count_parameters, load_model_folder, save_model_folder
 
 
 
@@ -56,7 +55,7 @@ def test_pham_network_reduces_height_32x_and_width_8x():
 def test_dropout_placements(arch, where, expected):
     torch.manual_seed(0)
     model = build_model(tiny(arch, dropout_where=where), 5)
-    assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == expected
+    assert sum(isinstance(m, FastDropout) for m in model.modules()) == expected
     images, widths = torch.rand(2, 1, 16, 32), torch.tensor([32, 32])
     model.train()
     with torch.no_grad():
@@ -68,9 +67,21 @@ def test_dropout_placements(arch, where, expected):
         assert torch.equal(model(images, widths)[0], model(images, widths)[0])
 
 
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_fast_dropout_drops_a_fraction_p_and_keeps_the_expected_value(p):
+    torch.manual_seed(0)
+    drop = FastDropout(p).train()
+    x = torch.ones(64, 64, 32)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - p) < 0.01
+    assert abs(y.mean().item() - 1.0) < 0.02
+    assert torch.equal(drop(x) == 0, drop(x) == 0) is False  # a new mask each call
+    assert torch.equal(drop.eval()(x), x)
+
+
 def test_top_dropout_is_only_on_the_last_lstm():
     model = build_model(tiny("mdlstm", dropout_where="top"), 5)
-    assert [isinstance(d, nn.Dropout) for d in model.drops] == [False, False, True]
+    assert [isinstance(d, FastDropout) for d in model.drops] == [False, False, True]
 
 
 def test_sizes_are_configurable_and_checked():
@@ -112,3 +123,23 @@ def test_bench_report_shape():
     assert "scaled_from" in report["mdlstm"]["naive"]
     assert report["crnn"]["train_lines_per_s"] > 0
     assert report["params"]["mdlstm"] > 0 and report["params"]["crnn"] > 0
+
+
+def test_bench_times_every_layer_and_relates_the_network_to_a_gemm():
+    config = BenchConfig(quick=True, widths="32", lines=2, height=32, impls="wavefront")
+    report = run_bench(config, say=lambda text: None)
+    assert report["gemm_gflops"] > 0
+    wavefront = report["mdlstm"]["wavefront"]
+    assert 0 < wavefront["train_share_of_gemm"] and 0 < wavefront["infer_gflops"]
+    layers = report["layers"]["mdlstm"]
+    assert list(layers) == ["lstms.0", "convs.0", "lstms.1", "convs.1", "lstms.2", "output"]
+    assert all(t["forward_ms"] > 0 and t["backward_ms"] > 0 for t in layers.values())
+    # 2 lines of 32x32 px: the first layer sees 16x16 cells of 4 inputs, 2 cells per direction
+    assert layers["lstms.0"]["forward_mmacs"] == round(2 * 16 * 16 * 4 * 10 * (4 + 4) / 1e6, 3)
+    assert report["mmacs_per_line"]["mdlstm"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_bench_on_a_missing_gpu_is_one_clear_message():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        run_bench(BenchConfig(device="cuda", quick=True), say=lambda text: None)
