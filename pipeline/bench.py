@@ -104,8 +104,8 @@ def add_flop_shares(timing: dict, macs_per_line: float, gemm: float) -> dict:
     of the same-run GEMM rate."""
     for phase, factor in (("train", 3), ("infer", 1)):
         rate = timing[f"{phase}_lines_per_s"] * factor * 2 * macs_per_line / 1e9
-        timing[f"{phase}_gflops"] = round(rate, 2)
-        timing[f"{phase}_share_of_gemm"] = round(rate / gemm, 3)
+        timing[f"{phase}_gflops"] = float(f"{rate:.4g}")
+        timing[f"{phase}_share_of_gemm"] = float(f"{rate / gemm:.3g}")
     return timing
 
 

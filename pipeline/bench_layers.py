@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from pipeline.mdlstm import MDLSTM2d
+from pipeline.model import LanesConv, LanesLinear
 
 
 def gemm_gflops(size: int = 512, windows: int = 5, window_s: float = 0.4, device: str = "cpu") -> float:
@@ -48,8 +49,17 @@ def _sync(device) -> None:
 def multiply_adds(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
     """Multiply-adds of one forward of ``module`` from its input and output shapes."""
     if isinstance(module, MDLSTM2d):
-        batch, channels, height, width = x.shape
+        if x.dim() == 5:  # lanes layout (C, groups, H, W, lanes): padded lanes are work done
+            channels, groups, height, width, lanes = x.shape
+            batch = groups * lanes
+        else:
+            batch, channels, height, width = x.shape
         return batch * height * width * 4 * 5 * module.hidden * (channels + 2 * module.hidden)
+    if isinstance(module, LanesConv):
+        kh, kw = module.conv.kernel_size
+        return out.numel() * module.conv.in_channels * kh * kw
+    if isinstance(module, LanesLinear):
+        return out.numel() * module.linear.in_features
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         return out.numel() * module.in_channels * kh * kw // module.groups
@@ -61,7 +71,7 @@ def multiply_adds(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
 class LayerTimer:
     """Forward/backward seconds and multiply-adds per named layer, while installed."""
 
-    KINDS = (MDLSTM2d, nn.Conv2d, nn.Linear)
+    KINDS = (MDLSTM2d, nn.Conv2d, nn.Linear, LanesConv, LanesLinear)
 
     def __init__(self, model: nn.Module, device: str = "cpu"):
         self.device = device
@@ -105,23 +115,39 @@ class LayerTimer:
 
 def layer_report(model: nn.Module, step, batches: list, device: str = "cpu") -> dict:
     """Run ``step(batch)`` (a training step) once per batch under a LayerTimer: per layer
-    forward/backward milliseconds and multiply-adds, summed over the batches."""
+    forward/backward milliseconds and multiply-adds, summed over the batches, and the rest
+    of the steps' time (``"other"``: loss, optimiser, dropout, and the layers that ran
+    without their module, e.g. the convs of the lanes-layout network).  Hooks add a little
+    time of their own."""
     timer = LayerTimer(model, device)
+    total = 0.0
     try:
         for images, *rest in batches:
             # an input that needs a gradient, so the first layer's backward hooks bracket its
             # backward (the C++ layer computes the input gradient either way)
+            _sync(device)
+            start = time.perf_counter()
             step((images.detach().requires_grad_(True), *rest))
+            _sync(device)
+            total += time.perf_counter() - start
     finally:
         timer.remove()
-    return {name: {"forward_ms": round(1e3 * t["forward"], 2), "backward_ms": round(1e3 * t["backward"], 2),
-                   "forward_mmacs": round(timer.macs[name] / 1e6, 3)}
-            for name, t in timer.seconds.items()}
+    report = {name: {"forward_ms": round(1e3 * t["forward"], 2), "backward_ms": round(1e3 * t["backward"], 2),
+                     "forward_mmacs": round(timer.macs[name] / 1e6, 3)}
+              for name, t in timer.seconds.items()}
+    layers = sum(t["forward"] + t["backward"] for t in timer.seconds.values())
+    report["other"] = {"ms": round(1e3 * (total - layers), 2)}
+    report["step_ms"] = round(1e3 * total, 2)
+    return report
 
 
 def network_multiply_adds(model: nn.Module, batches: list) -> int:
-    """Forward multiply-adds of the model over ``batches`` (no gradients, nothing timed)."""
+    """Forward multiply-adds of the model over ``batches`` (no gradients, nothing timed), as
+    the (B, C, H, W) network does them: the useful work, without the lanes layout's padding."""
     total = 0
+    impls = {module: module.impl for module in model.modules() if isinstance(module, MDLSTM2d)}
+    for module in impls:
+        module.impl = "wavefront"
 
     def count(module, inputs, out):
         nonlocal total
@@ -135,4 +161,6 @@ def network_multiply_adds(model: nn.Module, batches: list) -> int:
     finally:
         for handle in handles:
             handle.remove()
+        for module, impl in impls.items():
+            module.impl = impl
     return total

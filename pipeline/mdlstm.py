@@ -254,22 +254,28 @@ class _CppLayer(torch.autograd.Function):
         return dx.sum(0), dw[..., :channels], dw[..., channels:], db.sum(1)
 
 
-def cpp_scan(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) -> Tensor:
-    """The whole layer with the C++ scan: (B, C, H, W) -> (B, 4h, H, W).
-
-    The batch is padded to whole groups of lanes and moved innermost, (C, groups, H, W,
-    lanes); the input projection runs inside the scan.
-    """
+def to_lanes(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (C, groups, H, W, lanes), the batch padded with empty images to whole
+    groups of lanes and moved innermost: the C++ layer's input layout."""
     batch, channels, height, width = x.shape
     lanes = lanes_for(batch)
     groups = -(-batch // lanes)
     if groups * lanes != batch:
         x = torch.cat([x, x.new_zeros(groups * lanes - batch, channels, height, width)])
-    lanes_inner = x.view(groups, lanes, channels, height, width).permute(2, 0, 3, 4, 1)
-    h = _CppLayer.apply(lanes_inner.contiguous(), weight_ih, weight_hh, bias)
-    hidden = weight_hh.shape[-1] // 2
-    out = h.permute(2, 5, 0, 1, 3, 4).reshape(groups * lanes, DIRECTIONS * hidden, height, width)
-    return out[:batch] if groups * lanes != batch else out
+    return x.view(groups, lanes, channels, height, width).permute(2, 0, 3, 4, 1).contiguous()
+
+
+def from_lanes(t: Tensor, batch: int) -> Tensor:
+    """(C, groups, H, W, lanes) (or (4, h, groups, H, W, lanes)) -> (batch, C, H, W)."""
+    channels, groups, height, width, lanes = t.reshape(-1, *t.shape[-4:]).shape
+    out = t.reshape(channels, groups, height, width, lanes).permute(1, 4, 0, 2, 3)
+    return out.reshape(groups * lanes, channels, height, width)[:batch]
+
+
+def cpp_scan(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) -> Tensor:
+    """The whole layer with the C++ scan: (B, C, H, W) -> (B, 4h, H, W); the input
+    projection runs inside the scan."""
+    return from_lanes(_CppLayer.apply(to_lanes(x), weight_ih, weight_hh, bias), x.shape[0])
 
 
 # ----------------------------------------------------------------------------- module
@@ -316,6 +322,11 @@ class MDLSTM2d(nn.Module):
         return "cpp"
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, 4h, H, W); or, C++ only, the lanes layout (C, groups, H, W,
+        lanes) -> (4, h, groups, H, W, lanes) (see :func:`to_lanes`), for networks that keep
+        their activations in that layout between layers."""
+        if x.dim() == 5 and x.shape[0] == self.in_channels:
+            return _CppLayer.apply(x, self.weight_ih, self.weight_hh, self.bias)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"MDLSTM2d expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         batch, _, height, width = x.shape

@@ -128,6 +128,44 @@ def dropout_layer(p: float) -> nn.Module:
     return FastDropout(p) if p > 0 else nn.Identity()
 
 
+def blocks_times(conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
+    """A conv whose kernel equals its stride, on the lanes layout: (4, h, groups, H, W,
+    lanes) -> (C', groups, H / kh, W / kw, lanes), as one GEMM of the conv weight with the
+    space-to-depth blocks."""
+    kh, kw = conv.kernel_size
+    channels, groups, height, width, lanes = t.reshape(-1, *t.shape[-4:]).shape
+    blocks = t.reshape(channels, groups, height // kh, kh, width // kw, kw, lanes).permute(0, 3, 5, 1, 2, 4, 6)
+    out = torch.addmm(conv.bias[:, None], conv.weight.reshape(conv.out_channels, -1), blocks.reshape(channels * kh * kw, -1))
+    return out.view(conv.out_channels, groups, height // kh, width // kw, lanes)
+
+
+class LanesConv(nn.Module):
+    """A subsampling conv applied in the lanes layout (:func:`blocks_times`).  It uses the
+    parameters of the wrapped conv and holds none itself (state dicts are unchanged); it is a
+    module so that hooks (``htr bench``'s layer timer) see it."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        object.__setattr__(self, "conv", conv)  # not a submodule: no second copy of its weights
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return blocks_times(self.conv, t)
+
+
+class LanesLinear(nn.Module):
+    """The output layer in the lanes layout: (C, groups, H, W, lanes) -> (N, groups, H, W,
+    lanes), bias added; parameters those of the wrapped linear (see LanesConv)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        object.__setattr__(self, "linear", linear)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        channels, groups, height, width, lanes = t.reshape(-1, *t.shape[-4:]).shape
+        out = torch.addmm(self.linear.bias[:, None], self.linear.weight, t.reshape(channels, -1))
+        return out.view(-1, groups, height, width, lanes)
+
+
 class MDLSTMNet(nn.Module):
     """2x2 blocks -> [MDLSTM -> dropout -> conv subsampling -> tanh]* -> MDLSTM -> dropout
     -> linear (over the 4 directions concatenated, i.e. the sum of per-direction linears)
@@ -149,6 +187,8 @@ class MDLSTMNet(nn.Module):
                 self.convs.append(nn.Conv2d(4 * size, convs[i], kernel_size=window, stride=window))
                 channels = convs[i]
         self.output = nn.Linear(4 * hidden[-1], num_classes)
+        self.lanes_convs = nn.ModuleList(LanesConv(conv) for conv in self.convs)
+        self.lanes_output = LanesLinear(self.output)
         self.reduce_w = config.block_width * config.sub_width ** len(convs)
         self.reduce_h = config.block_height * config.sub_height ** len(convs)
 
@@ -161,12 +201,32 @@ class MDLSTMNet(nn.Module):
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.blocks(pad_to_multiple(images, self.reduce_h, self.reduce_w))
+        if x.shape[0] and all(lstm.resolved_impl(x) == "cpp" for lstm in self.lstms):
+            return self.forward_lanes(x), self.frames(widths)
         for i, (lstm, drop) in enumerate(zip(self.lstms, self.drops)):
             x = drop(lstm(x))
             if i < len(self.convs):
                 x = torch.tanh(self.convs[i](x))
         logits = self.output(x.permute(0, 2, 3, 1)).sum(dim=1)  # (B, W', N): sum over height
         return F.log_softmax(logits, dim=-1).transpose(0, 1), self.frames(widths)
+
+    def forward_lanes(self, x: torch.Tensor) -> torch.Tensor:
+        """The same network with every activation in the C++ layer's lanes layout (C, groups,
+        H, W, lanes): each subsampling conv (kernel = stride) is one GEMM over space-to-depth
+        blocks that writes the next layer's input layout, and the output layer one GEMM, so
+        no activation goes back to (B, C, H, W) in between (the convs and layout copies
+        took a fifth of a training step)."""
+        from pipeline.mdlstm import to_lanes
+
+        t = to_lanes(x)
+        for i, (lstm, drop) in enumerate(zip(self.lstms, self.drops)):
+            t = drop(lstm(t))  # (4, h, groups, H, W, lanes)
+            if i < len(self.convs):
+                t = torch.tanh(self.lanes_convs[i](t))
+        logits = self.lanes_output(t).sum(2)  # (N, groups, W, lanes): summed over height
+        _, groups, width, lanes = logits.shape
+        logits = logits.permute(2, 1, 3, 0).reshape(width, groups * lanes, -1)[:, :x.shape[0]]
+        return F.log_softmax(logits, dim=-1)
 
     def frames(self, widths: torch.Tensor | int):
         """Valid output frames for lines of the given widths: ceil(W / reduction)."""

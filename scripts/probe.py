@@ -1,0 +1,164 @@
+"""Probe protocol: train one recipe on Copiste train for a fixed number of epochs and compare.
+
+    .venv/bin/python scripts/probe.py NAME --epochs 10 [--threads 1] -- [htr train flags]
+    .venv/bin/python scripts/probe.py --summary          # table + plot from what is there
+
+Each probe trains with ``htr train`` into ``work/probes/NAME`` (checkpoints stay there, out
+of git; rerun the same command to continue an interrupted probe) on the Copiste line manifests
+(``make copiste-data``), on one thread by default so that two probes can run side by side.
+Results go to ``reports/probes/`` (committed):
+
+- ``NAME.csv``: per epoch the dev CER, training loss, lines/s and the cumulative training
+  CPU-minutes (training seconds x threads; the dev evaluation is not counted);
+- ``NAME.json``: the flags and the command, so any probe can be rerun;
+- ``summary.md``: one row per probe: its flags, dev CER at epochs 5 / 10 / 20, CPU-minutes;
+- ``probes.png``: dev CER against epoch and against CPU-minutes, every probe overlaid.
+
+A probe's flags must not change once it has started (``htr train --resume`` refuses model
+flags that differ); give a changed recipe a new name.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from data_prep.records import atomic_write_text  # noqa: E402
+
+WORK = ROOT / "work" / "probes"
+REPORTS = ROOT / "reports" / "probes"
+TRAIN = ROOT / "work" / "copiste" / "train" / "manifest.jsonl"
+DEV = ROOT / "work" / "copiste" / "dev" / "manifest.jsonl"
+MARK_EPOCHS = (5, 10, 20)
+
+
+def train_command(name: str, epochs: int, threads: int, flags: list[str]) -> list[str]:
+    out = WORK / name
+    command = [str(ROOT / ".venv" / "bin" / "htr"), "train", "--out", str(out), "--max-epochs", str(epochs),
+               "--threads", str(threads), "--no-progress"]
+    if (out / "last.pt").is_file():
+        return command + ["--resume"]
+    return command + ["--train", str(TRAIN), "--dev", str(DEV), "--patience", "0", *flags]
+
+
+def probe_rows(name: str, threads: int) -> list[dict]:
+    """The probe's metrics with cumulative training CPU-minutes."""
+    metrics = json.loads((WORK / name / "metrics.json").read_text(encoding="utf-8"))
+    rows, cpu = [], 0.0
+    for row in metrics:
+        cpu += row["epoch_seconds"] * threads / 60
+        rows.append({"epoch": row["epoch"], "dev_cer": row["dev_cer"], "train_loss": row["train_loss"],
+                     "lines_per_s": row["lines_per_s"], "cpu_minutes": round(cpu, 2)})
+    return rows
+
+
+def write_probe(name: str, threads: int, flags: list[str], command: list[str]) -> None:
+    rows = probe_rows(name, threads)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(rows[0])] + [",".join(str(row[key]) for key in rows[0]) for row in rows]
+    atomic_write_text(REPORTS / f"{name}.csv", "\n".join(lines) + "\n")
+    described = {"name": name, "flags": flags, "threads": threads,
+                 "command": " ".join(["scripts/probe.py", name, "--epochs", str(rows[-1]["epoch"]),
+                                      "--threads", str(threads), "--", *flags])}
+    atomic_write_text(REPORTS / f"{name}.json", json.dumps(described, indent=1) + "\n")
+    print(f"probe {name}: {len(rows)} epochs, dev CER {rows[-1]['dev_cer']}% at {rows[-1]['cpu_minutes']} CPU-min; "
+          f"trained by {' '.join(command[1:3])}", file=sys.stderr)
+
+
+def read_probes() -> dict[str, tuple[dict, list[dict]]]:
+    probes = {}
+    for path in sorted(REPORTS.glob("*.csv")):
+        with path.open(encoding="utf-8") as handle:
+            rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+        described = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        probes[path.stem] = (described, rows)
+    return probes
+
+
+def summary_table(probes: dict) -> str:
+    head = ["probe", "flags"] + [f"CER @{e}" for e in MARK_EPOCHS] + ["epochs", "best CER", "CPU-min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, (described, rows) in probes.items():
+        at = {int(row["epoch"]): row for row in rows}
+        marks = [f"{at[e]['dev_cer']:.1f}" if e in at else "" for e in MARK_EPOCHS]
+        best = min(row["dev_cer"] for row in rows)
+        lines.append("| " + " | ".join([name, "`" + " ".join(described["flags"]) + "`" if described["flags"] else "(defaults)",
+                                         *marks, str(int(rows[-1]["epoch"])), f"{best:.1f}",
+                                         f"{rows[-1]['cpu_minutes']:.0f}"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(probes: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_epoch, by_cpu) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for name, (_, rows) in probes.items():
+        epochs = [row["epoch"] for row in rows]
+        cer = [row["dev_cer"] for row in rows]
+        by_epoch.plot(epochs, cer, marker=".", label=name)
+        by_cpu.plot([row["cpu_minutes"] for row in rows], cer, marker=".", label=name)
+    by_epoch.set(xlabel="epoch", ylabel="Copiste dev CER (%), greedy", ylim=(0, 101), title="per epoch")
+    by_cpu.set(xlabel="training CPU-minutes", title="per CPU-minute")
+    for axis in (by_epoch, by_cpu):
+        axis.grid(alpha=0.3)
+    by_cpu.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    plt.close(fig)
+
+
+def write_summary() -> None:
+    probes = read_probes()
+    if not probes:
+        print(f"no probe results in {REPORTS}", file=sys.stderr)
+        return
+    atomic_write_text(REPORTS / "summary.md", "# Probes (scripts/probe.py)\n\n" + summary_table(probes))
+    plot(probes, REPORTS / "probes.png")
+    print(f"{len(probes)} probes -> {REPORTS / 'summary.md'}, {REPORTS / 'probes.png'}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    flags = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Everything after -- goes to htr train.")
+    parser.add_argument("name", nargs="?", help="probe name (folder work/probes/NAME, reports/probes/NAME.*)")
+    parser.add_argument("--epochs", type=int, default=10, help="train up to this many epochs")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the training")
+    parser.add_argument("--summary", action="store_true", help="only rebuild summary.md and probes.png")
+    args = parser.parse_args(own)
+    if args.summary or not args.name:
+        write_summary()
+        return 0
+    for manifest in (TRAIN, DEV):
+        if not manifest.is_file():
+            print(f"probe: {manifest} is missing: run `make copiste-data` first", file=sys.stderr)
+            return 1
+    saved = REPORTS / f"{args.name}.json"
+    if saved.is_file() and (WORK / args.name / "last.pt").is_file():
+        flags = json.loads(saved.read_text(encoding="utf-8"))["flags"]  # a resumed probe keeps its recipe
+    command = train_command(args.name, args.epochs, args.threads, flags)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, json.dumps({"name": args.name, "flags": flags, "threads": args.threads,
+                                         "command": "started"}, indent=1) + "\n")
+    code = subprocess.call(command)
+    if (WORK / args.name / "metrics.json").is_file():
+        write_probe(args.name, args.threads, flags, command)
+        write_summary()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
