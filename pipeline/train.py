@@ -38,6 +38,7 @@ from tqdm import tqdm
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
 from data_prep.skips import SkipLog
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
+from pipeline.finetune import initial_model, take_layout
 from pipeline.folders import (CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON, MODEL_JSON, WEIGHTS, can_warm_start,
                               read_metrics)
 from pipeline.metrics import best_epoch_row
@@ -72,6 +73,7 @@ class TrainConfig(ModelConfig):
     threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: cores / processes)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    init: Path | None = field(default=None, metadata={"help": "fine-tune: start from this model folder's layout and weights (new characters extend its output layer; epochs, optimiser and best CER start afresh)"})
 
 
 @dataclass
@@ -274,10 +276,22 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     out = Path(config.out)
     state = load_state(out, config) if resume else None
     log = SkipLog(stream=sys.stderr if d.main else None)
-    alphabet = state["alphabet"] if state else build_alphabet([r.text for r in read_manifest(config.train)])
+    texts = [r.text for r in read_manifest(config.train)]
+    alphabet = state["alphabet"] if state else build_alphabet(texts)
+    init = None
+    if config.init is not None and not state:
+        init = initial_model(config.init, texts, config.seed)
+        take_layout(config, init.config)
+        config.check()
+        alphabet = init.alphabet
 
     torch.manual_seed(config.seed)
     model = build_model(config, len(alphabet)).to(d.device)
+    if init is not None:
+        model.load_state_dict(init.state)
+        if d.main:
+            print(f"htr train: fine-tuning {config.init} ({len(alphabet) - 1 - len(init.added)} symbols"
+                  + (f", {len(init.added)} new: {''.join(init.added)!r}" if init.added else "") + ")", file=sys.stderr)
     train_lines = load_lines(config.train, alphabet, config.height, config.max_width, model.frames, log)
     dev_lines = load_lines(config.dev, alphabet, config.height, config.max_width, None, log) if config.dev else []
     if not train_lines:

@@ -15,7 +15,7 @@ from pipeline import train as train_module
 from pipeline.train import TrainConfig
 
 # Each symbol is a distinct 8 px wide glyph in a 16 px high line: learnable in a few steps.
-GLYPHS = {"a": (0, 16), "b": (0, 8), "c": (8, 16)}
+GLYPHS = {"a": (0, 16), "b": (0, 8), "c": (8, 16), "d": (4, 12)}
 TINY_MODEL = ["--threads", "1", "--height", "16", "--mdlstm-hidden", "2,3,4", "--mdlstm-conv", "3,4", "--sub-height", "2",
               "--mdlstm-impl", "wavefront", "--crnn-conv", "4,6,8", "--crnn-pools", "3",
               "--crnn-lstm-hidden", "6", "--crnn-lstm-layers", "2"]
@@ -186,3 +186,39 @@ def test_resume_with_nothing_to_resume_names_the_folder(tmp_path, capsys):
     TrainConfig(train=tmp_path / "t.jsonl", out=tmp_path / "empty").save(tmp_path / "empty" / "train_config.json")
     assert train_module.main(["--resume", "--out", str(tmp_path / "empty")]) == 1
     assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_fine_tuning_starts_afresh_from_a_model_folder_and_grows_its_alphabet(tiny, tmp_path, capsys):
+    from pipeline.finetune import initial_model
+    from pipeline.model import load_model_folder
+
+    base = tmp_path / "base"
+    assert run_train(tiny, base, "--max-epochs", "3") == 0
+    new_train = write_tiny_set(tmp_path / "new_train", ["dab", "ad", "bd", "cd", "da", "abd"])
+    new_dev = write_tiny_set(tmp_path / "new_dev", ["ad", "db"])
+    start = initial_model(base, ["dab"], seed=1)
+    base_model, base_config, base_alphabet = load_model_folder(base)
+    assert start.alphabet == base_alphabet + ["d"] and start.added == ["d"]
+    for name, tensor in base_model.state_dict().items():  # every old weight is the start
+        assert torch.equal(start.state[name][: tensor.shape[0]], tensor), name
+    new_row = start.state["output.weight"][-1]
+    assert new_row.abs().max() <= 0.01 and start.state["output.bias"][-1] == base_model.output.bias[1:].min()
+
+    out = tmp_path / "tuned"
+    capsys.readouterr()
+    argv = ["--train", str(new_train), "--dev", str(new_dev), "--out", str(out), "--init", str(base),
+            "--batch-size", "2", "--no-progress", "--threads", "1", "--max-epochs", "2", "--mdlstm-impl", "wavefront"]
+    assert train_module.main(argv) == 0  # no layout flags: the base model's layout is taken
+    assert "1 new: 'd'" in capsys.readouterr().err
+    model, config, alphabet = load_model_folder(out)
+    assert alphabet == base_alphabet + ["d"] and config.mdlstm_hidden == base_config.mdlstm_hidden
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics] == [1, 2]  # epochs and best CER start afresh
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "3"]) == 0  # and it resumes
+    assert len(json.loads((out / "metrics.json").read_text())) == 3
+
+
+def test_fine_tuning_from_a_missing_folder_is_one_line(tiny, tmp_path, capsys):
+    assert run_train(tiny, tmp_path / "out", "--init", str(tmp_path / "nowhere")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("htr train: ") and "model.json" in err[-1]
