@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models bench clean help
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models bench probe clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -48,6 +48,13 @@ decode: setup data  ## recognise, tune the LM weight, decode and score
 
 bench: setup  ## training/inference speed of each 2D-LSTM implementation and the CRNN -> reports/bench.json
 	$(HTR) bench --out reports/bench.json
+
+PROBE ?= baseline
+PROBE_EPOCHS ?= 10
+PROBE_FLAGS ?= --dropout-where all
+probe: setup  ## one probe of a Copiste training recipe: make probe PROBE=name PROBE_FLAGS="htr train flags" -> reports/probes/
+	@test -f work/copiste/train/manifest.jsonl || $(MAKE) copiste-data
+	$(PY) scripts/probe.py $(PROBE) --epochs $(PROBE_EPOCHS) -- $(PROBE_FLAGS)
 
 experiment-copiste: setup  ## the real-data experiment on ../shared/data/copiste (resumable: rerun to continue)
 	$(HTR) run configs/copiste.toml --report

@@ -1,0 +1,53 @@
+"""scripts/probe.py: the probe protocol's command, per-probe files, summary table and plot."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "probe.py"
+
+
+@pytest.fixture
+def probe(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("probe_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "WORK", tmp_path / "work")
+    monkeypatch.setattr(module, "REPORTS", tmp_path / "reports")
+    return module
+
+
+def fake_run(probe, name: str, cers: list[float], seconds: float) -> None:
+    folder = probe.WORK / name
+    folder.mkdir(parents=True)
+    rows = [{"epoch": k + 1, "dev_cer": cer, "train_loss": 3.0 - k / 10, "lines_per_s": 30.0,
+             "epoch_seconds": seconds} for k, cer in enumerate(cers)]
+    (folder / "metrics.json").write_text(json.dumps(rows))
+
+
+def test_a_new_probe_trains_from_the_manifests_and_a_started_one_resumes(probe):
+    first = probe.train_command("p", 10, 1, ["--lr", "0.003"])
+    assert "--train" in first and first[-2:] == ["--lr", "0.003"] and "--resume" not in first
+    (probe.WORK / "p").mkdir(parents=True)
+    (probe.WORK / "p" / "last.pt").write_bytes(b"")
+    again = probe.train_command("p", 12, 1, ["--lr", "0.003"])
+    assert again[-1] == "--resume" and "--lr" not in again and again[again.index("--max-epochs") + 1] == "12"
+
+
+def test_probe_files_summary_and_plot(probe):
+    fake_run(probe, "base", [100, 100, 99, 90, 80, 70, 65, 60, 58, 55], seconds=150)
+    fake_run(probe, "fast", [100, 85, 70, 60, 50, 45], seconds=60)
+    probe.write_probe("base", 1, [], ["htr", "train"])
+    probe.write_probe("fast", 2, ["--lr", "0.003"], ["htr", "train"])
+    rows = (probe.REPORTS / "fast.csv").read_text().splitlines()
+    assert rows[0] == "epoch,dev_cer,train_loss,lines_per_s,cpu_minutes"
+    assert rows[-1].endswith(",12.0")  # 6 epochs x 60 s x 2 threads
+    assert json.loads((probe.REPORTS / "fast.json").read_text())["flags"] == ["--lr", "0.003"]
+    probe.write_summary()
+    table = (probe.REPORTS / "summary.md").read_text()
+    assert "| base | (defaults) | 80.0 | 55.0 |  | 10 | 55.0 | 25 |" in table
+    assert "| fast | `--lr 0.003` | 50.0 |  |  | 6 | 45.0 | 12 |" in table
+    assert (probe.REPORTS / "probes.png").stat().st_size > 1000
