@@ -120,15 +120,22 @@ def _load_line(manifest: Path, record: LineRecord, index: dict[str, int], height
 class LineDataset(torch.utils.data.Dataset):
     """Normalised line images (cached in memory as uint8) with optional light augmentation.
 
-    Augmentation draws from the global torch RNG (saved in checkpoints, so resumed runs
-    draw the same numbers): random width scaling (0.85-1.15), slant (shear -0.3..0.3)
-    and ink gain (0.7-1.0).
+    Augmentation draws from a generator seeded by (seed, epoch, line) (:meth:`set_epoch`),
+    not from the global RNG, so that it gives the same numbers whichever thread loads the
+    line and in whatever order (training loads the next batch in a background thread), and
+    a resumed run draws the same numbers: random width scaling (0.85-1.15), slant (shear
+    -0.3..0.3) and ink gain (0.7-1.0).
     """
 
     def __init__(self, lines: list[Line], height: int, max_width: int, augment: bool = False, cache: bool = True):
         self.lines, self.height, self.max_width = lines, height, max_width
         self.augment, self.cache = augment, cache
         self._cache: dict[int, np.ndarray] = {}
+        self.seed, self.epoch = 0, 0
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """The augmentation of every line from now on is a function of (seed, epoch, line)."""
+        self.seed, self.epoch = seed, epoch
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -147,13 +154,14 @@ class LineDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Line]:
         array = self.image(i)
         if self.augment:
-            array = augment(array, self.max_width)
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+            array = augment(array, self.max_width, generator)
         return torch.from_numpy(array)[None], self.lines[i]
 
 
-def augment(array: np.ndarray, max_width: int) -> np.ndarray:
+def augment(array: np.ndarray, max_width: int, generator: torch.Generator | None = None) -> np.ndarray:
     """Light geometric and intensity jitter of a normalised line."""
-    scale, shear, gain = (torch.rand(3) * torch.tensor([0.3, 0.6, 0.3]) + torch.tensor([0.85, -0.3, 0.7])).tolist()
+    scale, shear, gain = (torch.rand(3, generator=generator) * torch.tensor([0.3, 0.6, 0.3]) + torch.tensor([0.85, -0.3, 0.7])).tolist()
     height, width = array.shape
     new_width = max(1, min(max_width, round(width * scale)))
     image = Image.fromarray((array * 255).astype(np.uint8))

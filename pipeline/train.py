@@ -25,6 +25,7 @@ import os
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,13 +38,13 @@ from tqdm import tqdm
 
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
 from data_prep.skips import SkipLog
+from pipeline.decoders.greedy import greedy_decode
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
 from pipeline.finetune import initial_model, take_layout
 from pipeline.folders import (CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON, MODEL_JSON, WEIGHTS, can_warm_start,
                               read_metrics)
 from pipeline.metrics import best_epoch_row
 from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, save_model_folder
-from pipeline.recognize import greedy_decode
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULERS = ("none", "plateau")
@@ -157,15 +158,29 @@ class EpochStats:
     bad_batches: int
 
 
+def prefetched(batches: list[list[int]], dataset: LineDataset):
+    """(indices, collated batch) for each batch; the next batch is read, normalised (first
+    epoch) or augmented in a background thread while the caller trains on this one, so the
+    network never waits on image loading (PIL and numpy release the GIL)."""
+    load = lambda indices: collate([dataset[i] for i in indices])  # noqa: E731
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, batches[0]) if batches else None
+        for k, indices in enumerate(batches):
+            batch = pending.result()
+            pending = pool.submit(load, batches[k + 1]) if k + 1 < len(batches) else None
+            yield indices, batch
+
+
 def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDataset, batches: list[list[int]],
                 config: TrainConfig, d: Dist, epoch: int) -> EpochStats:
     """One pass; batches whose loss or gradient is NaN/inf are skipped (same on all ranks)."""
     model.train()
+    dataset.set_epoch(config.seed * 7919 + d.rank, epoch)  # per-rank augmentation
     total_loss, lines, bad = 0.0, 0, 0
     start = time.perf_counter()
-    bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not (config.progress and d.main), leave=False)
-    for indices in bar:
-        batch = collate([dataset[i] for i in indices])
+    bar = tqdm(prefetched(batches, dataset), total=len(batches), desc=f"epoch {epoch}", unit="batch",
+               disable=not (config.progress and d.main), leave=False)
+    for indices, batch in bar:
         optimizer.zero_grad(set_to_none=True)
         logprobs, lengths = model(batch.images.to(d.device), batch.widths.to(d.device))
         loss = ctc(logprobs, batch.targets.to(d.device), lengths, batch.target_lengths.to(d.device))

@@ -222,3 +222,18 @@ def test_fine_tuning_from_a_missing_folder_is_one_line(tiny, tmp_path, capsys):
     assert run_train(tiny, tmp_path / "out", "--init", str(tmp_path / "nowhere")) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("htr train: ") and "model.json" in err[-1]
+
+
+def test_augmentation_depends_on_seed_epoch_and_line_not_on_load_order(tiny):
+    from data_prep.skips import SkipLog
+    from pipeline.data import LineDataset, build_alphabet, load_lines
+
+    alphabet = build_alphabet(TRAIN_TEXTS)
+    lines = load_lines(tiny["train"], alphabet, 16, 512, None, SkipLog(stream=None))
+    data = LineDataset(lines, 16, 512, augment=True)
+    data.set_epoch(7, 1)
+    forward = [data[i][0] for i in range(len(lines))]
+    backward = [data[i][0] for i in reversed(range(len(lines)))][::-1]
+    assert all(torch.equal(a, b) for a, b in zip(forward, backward))
+    data.set_epoch(7, 2)
+    assert not all(torch.equal(a, data[i][0]) for i, a in enumerate(forward) if a.shape == data[i][0].shape)
