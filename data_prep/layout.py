@@ -2,7 +2,8 @@
 
 A :class:`PageLayout` (image, regions in reading order, lines with polygon, baseline and
 text, optionally words) is written as ALTO v4 by :mod:`data_prep.alto_writer` or as PAGE
-2019-07-15 by :mod:`data_prep.page_writer`; :func:`layout_bytes` picks the writer.  The
+2019-07-15 by :mod:`data_prep.page_writer`; :func:`data_prep.layout_formats.layout_bytes`
+picks the writer.  The
 writers take every ID through :class:`IdMaker`, so each is a valid, unique ``xs:ID``
 whatever the caller passed (a page called ``0001 (copy)`` gives ``_0001_copy_l001``).
 """
@@ -18,7 +19,6 @@ import numpy as np
 
 from data_prep.geometry import Polygon
 
-FORMATS = ("alto", "page")
 SOFTWARE = "dropout-htr"
 # where a writer records the image path relative to the XML (the readers look there when
 # the image is not beside the XML): ALTO fileIdentifier@fileIdentifierLocation, PAGE MetadataItem@name
@@ -142,14 +142,3 @@ def region_polygon(region: Region) -> Polygon:
     if region.polygon:
         return region.polygon
     return box_points(bounds([p for line in region.lines for p in line.polygon]))
-
-
-def layout_bytes(page: PageLayout, fmt: str = "alto") -> bytes:
-    """The XML file of ``page`` in ``fmt`` (``alto`` or ``page``)."""
-    if fmt == "alto":
-        from data_prep.alto_writer import alto_bytes
-        return alto_bytes(page)
-    if fmt == "page":
-        from data_prep.page_writer import page_bytes
-        return page_bytes(page)
-    raise ValueError(f"unknown XML format {fmt!r}; use one of {', '.join(FORMATS)}")

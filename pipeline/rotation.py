@@ -7,7 +7,8 @@ projection of the ink that makes its profile most peaked, the same criterion as 
 deskew), :func:`upright` rotates the working image so its lines are horizontal, and
 :func:`to_original` maps full-page coordinates of the upright canvas back to the page.
 Beyond ``limit`` (45 degrees: a page on its side) the angle is ambiguous and the page
-is segmented as it is.
+is segmented as it is.  Geometry only: :func:`pipeline.segment.segment_turned` puts these
+together with the line finder, so this module never imports the segmenter back.
 """
 from __future__ import annotations
 
@@ -70,22 +71,3 @@ def to_original(points: list[list[float]], angle: float, canvas: tuple[float, fl
     ys = -array[:, 0] * math.sin(a) + array[:, 1] * math.cos(a) + page[1] / 2
     xs, ys = np.clip(xs, 0, page[0] - 1), np.clip(ys, 0, page[1] - 1)
     return np.column_stack([xs, ys]).round(1).tolist()
-
-
-def segment_turned(gray: np.ndarray, size: tuple[int, int], angle: float, config) -> list:
-    """Segment a page whose lines run at ``angle`` degrees: upright it, segment that, and
-    map each line (polygon, baseline, box) back onto the page of full ``size``."""
-    from pipeline.segment import Line, segment_array
-
-    turned = upright(gray, angle)
-    scale_x, scale_y = size[0] / gray.shape[1], size[1] / gray.shape[0]
-    canvas = (turned.shape[1] * scale_x, turned.shape[0] * scale_y)
-    lines, _ = segment_array(turned, (round(canvas[0]), round(canvas[1])), config)
-    result = []
-    for line in lines:
-        polygon = to_original(line.polygon, angle, canvas, size)
-        array = np.asarray(polygon)
-        box = (int(array[:, 0].min()), int(array[:, 1].min()),
-               int(math.ceil(array[:, 0].max())), int(math.ceil(array[:, 1].max())))
-        result.append(Line(polygon=polygon, baseline=to_original(line.baseline, angle, canvas, size), box=box))
-    return result

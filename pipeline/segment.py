@@ -45,15 +45,15 @@ from skimage.segmentation import watershed
 from tqdm import tqdm
 
 from data_prep import skips
-from data_prep.layout import FORMATS, LayoutLine, PageLayout, Step, layout_bytes, relative_image, single_region
+from data_prep.layout import LayoutLine, PageLayout, Step, relative_image, single_region
+from data_prep.layout_formats import FORMATS, layout_bytes
 from data_prep.cliconfig import CliConfig
 from data_prep.geometry import Polygon
+from data_prep.image_files import images_in
 from data_prep.outlock import OutputError, claim_output
 from data_prep.records import atomic_write_bytes
 from data_prep.skips import SkipLog
 from pipeline import rotation
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
 
 @dataclass
@@ -525,12 +525,29 @@ def segment_array(gray: np.ndarray, full_size: tuple[int, int], config: SegmentC
     return lines, skew
 
 
+def segment_turned(gray: np.ndarray, size: tuple[int, int], angle: float, config: SegmentConfig) -> list[Line]:
+    """Segment a page whose lines run at ``angle`` degrees: upright it, segment that, and
+    map each line (polygon, baseline, box) back onto the page of full ``size``."""
+    turned = rotation.upright(gray, angle)
+    scale_x, scale_y = size[0] / gray.shape[1], size[1] / gray.shape[0]
+    canvas = (turned.shape[1] * scale_x, turned.shape[0] * scale_y)
+    lines, _ = segment_array(turned, (round(canvas[0]), round(canvas[1])), config)
+    result = []
+    for line in lines:
+        polygon = rotation.to_original(line.polygon, angle, canvas, size)
+        array = np.asarray(polygon)
+        box = (int(array[:, 0].min()), int(array[:, 1].min()),
+               int(math.ceil(array[:, 0].max())), int(math.ceil(array[:, 1].max())))
+        result.append(Line(polygon=polygon, baseline=rotation.to_original(line.baseline, angle, canvas, size), box=box))
+    return result
+
+
 def segment_page(path: Path, config: SegmentConfig) -> PageResult:
     gray, width, height = load_page(path, config.work_height)
     ink = binarise(gray, config)
     angle = rotation.page_angle(ink, config.max_skew, config.max_rotation)
     if angle:  # beyond the deskew range: rotate upright, segment, rotate the lines back
-        lines = rotation.segment_turned(gray, (width, height), angle, config)
+        lines = segment_turned(gray, (width, height), angle, config)
         return PageResult(image=path, width=width, height=height, lines=lines, skew=angle)
     lines, skew = segment_array(gray, (width, height), config, ink)
     return PageResult(image=path, width=width, height=height, lines=lines, skew=skew)
@@ -594,7 +611,7 @@ def _images(inputs: list[Path]) -> list[Path]:
     found = []
     for item in inputs:
         if item.is_dir():
-            found += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += images_in(item)
         else:
             found.append(item)
     return found

@@ -21,15 +21,17 @@ from pathlib import Path
 
 from lxml import etree
 
-from data_prep.layout import FORMATS, LayoutLine, Step, Word, bounds, layout_bytes, relative_image, single_region
-from data_prep.prepare import PrepareOptions, process_page
+from data_prep.image_files import images_in
+from data_prep.layout import LayoutLine, Step, Word, bounds, relative_image, single_region
+from data_prep.layout_formats import FORMATS, layout_bytes
+from data_prep.line_crops import PrepareOptions, process_page
 from data_prep.readers import read_alto
 from data_prep.records import atomic_write_bytes, atomic_write_text, write_manifest
 from data_prep.skips import SkipLog
 from pipeline.confidence import WordEvidence, evidence
 from pipeline.decode import LM_DECODERS, DecodeConfig, make_decoder, read_tuned
 from pipeline.folders import MODEL_JSON, WEIGHTS
-from pipeline.segment import IMAGE_SUFFIXES, SegmentConfig, SegmentError, page_layout, segment_page
+from pipeline.segment import SegmentConfig, SegmentError, page_layout, segment_page
 
 LM_FILES = ("lm.bin", "lm.arpa", "char.bin", "char.arpa", "words.txt", "lexicon.txt", "tuned.json",
             "wordlist.txt", "extension.json")
@@ -214,7 +216,7 @@ def page_images(inputs: list[Path]) -> list[Path]:
     """The images named, folders replaced by the images they hold."""
     found: list[Path] = []
     for item in inputs:
-        found += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item]
+        found += images_in(item) if item.is_dir() else [item]
     # (a name that does not exist stays: it is counted as a page that could not be read)
     return found
 

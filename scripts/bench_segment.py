@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
 from data_prep.skips import SkipLog  # noqa: E402
-from pipeline.segment import IMAGE_SUFFIXES, SegmentConfig, page_alto, segment_page  # noqa: E402
+from data_prep.image_files import images_in  # noqa: E402
+from pipeline.segment import SegmentConfig, page_alto, segment_page  # noqa: E402
 from pipeline.segment_eval import evaluate, table  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON report to write")
     parser.add_argument("--pred", type=Path, help="keep the predicted ALTO here (default: a temporary folder)")
     args = parser.parse_args()
-    images = sorted(p for p in args.pages.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = images_in(args.pages)
     if not images:
         print(f"bench_segment: no page images in {args.pages}", file=sys.stderr)
         return 1

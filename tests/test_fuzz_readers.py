@@ -21,9 +21,9 @@ from PIL import Image
 
 import fuzzing
 from conftest import draw_page
-from data_prep import prepare
+from data_prep import line_crops as prepare
 from data_prep.geometry import min_line_size
-from data_prep.prepare import PrepareOptions, prepare_source
+from data_prep.line_crops import PrepareOptions, prepare_source
 from data_prep.records import MAX_NAME
 from data_prep.skips import SkipLog
 

@@ -11,7 +11,8 @@ import pytest
 from lxml import etree
 from PIL import Image
 
-from data_prep.layout import IdMaker, LayoutLine, PageLayout, Region, Step, Word, layout_bytes, relative_image, xml_id
+from data_prep.layout import IdMaker, LayoutLine, PageLayout, Region, Step, Word, relative_image, xml_id
+from data_prep.layout_formats import layout_bytes
 from data_prep.readers import read_alto, read_pagexml
 from data_prep.skips import SkipLog
 from pipeline import segment

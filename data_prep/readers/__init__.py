@@ -1,5 +1,5 @@
 """Readers turn one kind of source into page specs (lines on a page image) or
-line-image specs (already cropped lines); :mod:`data_prep.prepare` does the rest."""
+line-image specs (already cropped lines); :mod:`data_prep.line_crops` does the rest."""
 from __future__ import annotations
 
 from data_prep.readers.base import LineImageSpec, LineSpec, PageSpec, Reader

@@ -11,9 +11,9 @@ from lxml import etree
 
 from data_prep import skips
 from data_prep.geometry import GeometryError, Polygon
+from data_prep.image_files import IMAGE_SUFFIXES
 from data_prep.skips import SkipLog
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 
 
 @dataclass

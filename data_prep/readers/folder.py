@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Iterator
 
 from data_prep import skips
-from data_prep.readers.base import IMAGE_SUFFIXES, LineImageSpec, clean_text, safe_id
+from data_prep.image_files import IMAGE_SUFFIXES
+from data_prep.readers.base import LineImageSpec, clean_text, safe_id
 from data_prep.skips import SkipLog
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from data_prep.alto_writer import alto_document
-from data_prep.prepare import PrepareOptions, prepare_source
+from data_prep.line_crops import PrepareOptions, prepare_source
 from data_prep.records import LineRecord, atomic_write_bytes, atomic_write_text, read_manifest, write_manifest
 from data_prep.synthetic.config import SyntheticConfig
 from data_prep.synthetic.fonts import find_fonts
