@@ -31,12 +31,12 @@ from pathlib import Path
 from data_prep.cliconfig import CliConfig
 from data_prep.records import atomic_write_text, read_manifest
 from lm.extend import EXTENSION, WORDLIST, extend_lexicon, learn_shapes, read_word_list, save_extension, surface_oov_rate
+from lm.folder import SPACE, TUNED, write_counts
 from lm.text import normalize, surface_words, tokenize
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = PROJECT_ROOT / "tools" / "bin"
 MAX_ORDER = 6  # KENLM_MAX_ORDER of the kenlm and flashlight-text wheels
-SPACE = "<sp>"  # the space character in the character LM
 
 
 @dataclass
@@ -139,19 +139,6 @@ def perplexity(model_path: Path, sentences: list[list[str]], vocabulary: set[str
             "oov_rate": round(oov / max(1, tokens), 5), "tokens": tokens}
 
 
-def write_counts(path: Path, counts: Counter) -> None:
-    atomic_write_text(path, "".join(f"{w}\t{c}\n" for w, c in counts.most_common()))
-
-
-def read_counts(path: Path) -> dict[str, int]:
-    counts = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        word, _, count = line.rpartition("\t")
-        if word:
-            counts[word] = int(count)
-    return counts
-
-
 def build(texts: list[Path], out: Path, config: LmConfig, dev: Path | None = None) -> dict:
     """Build lexicon and models into ``out``; returns the statistics written to lm.json."""
     for name, order in (("order", config.order), ("char_order", config.char_order)):
@@ -187,7 +174,7 @@ def build(texts: list[Path], out: Path, config: LmConfig, dev: Path | None = Non
         for name in ("lm.arpa", "lm.bin", "char.arpa", "char.bin"):
             if (tmp / name).exists():
                 (tmp / name).replace(out / name)
-    (out / "tuned.json").unlink(missing_ok=True)  # weights tuned for the previous models
+    (out / TUNED).unlink(missing_ok=True)  # weights tuned for the previous models
     write_counts(out / "lexicon.txt", lexicon)
     write_counts(out / "words.txt", words)
     extension = write_extension(out, words, set(lexicon), config, stats)

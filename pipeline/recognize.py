@@ -28,16 +28,6 @@ from pipeline.logits import LogitCache, save_logits
 from pipeline.model import load_model_folder
 
 
-def greedy_decode(logprobs: np.ndarray | torch.Tensor, alphabet: list[str], blank: int = 0) -> str:
-    """Best path (the ``greedy`` decoder of ``htr decode``): argmax per frame, merge repeats,
-    drop blanks; the dev CER of training is measured on exactly what ``htr decode`` outputs."""
-    from pipeline.decode import GreedyDecoder
-
-    if isinstance(logprobs, torch.Tensor):
-        logprobs = logprobs.detach().cpu().numpy()
-    return GreedyDecoder(alphabet, blank).decode(np.asarray(logprobs)).text
-
-
 @dataclass
 class RecognizeConfig(CliConfig):
     model: Path | None = field(default=None, metadata={"help": "model folder written by 'htr train' (model.json + weights.pt)"})

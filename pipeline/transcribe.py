@@ -28,8 +28,10 @@ from data_prep.line_crops import PrepareOptions, process_page
 from data_prep.readers import read_alto
 from data_prep.records import atomic_write_bytes, atomic_write_text, write_manifest
 from data_prep.skips import SkipLog
+from lm.folder import read_tuned
 from pipeline.confidence import WordEvidence, evidence
-from pipeline.decode import LM_DECODERS, DecodeConfig, make_decoder, read_tuned
+from pipeline.decoders.config import LM_DECODERS, DecodeConfig
+from pipeline.decoders.pool import make_decoder
 from pipeline.folders import MODEL_JSON, WEIGHTS
 from pipeline.segment import SegmentConfig, SegmentError, page_layout, segment_page
 

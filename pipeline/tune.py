@@ -8,13 +8,13 @@ name, where ``htr decode`` picks them up as defaults.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from data_prep.records import atomic_write_text
-from pipeline.decode import LM_DECODERS, DecodeConfig, decode_all
+from lm.folder import write_tuned
+from pipeline.decoders.config import LM_DECODERS, DecodeConfig
+from pipeline.decoders.pool import decode_all
 from pipeline.logits import LogitCache, load_logits
 from pipeline.metrics import ErrorRates, error_rates, read_texts
 
@@ -65,13 +65,6 @@ def grid_search(score: Scorer, weights: list[float], bonuses: list[float]) -> No
     for weight in weights:
         for bonus in bonuses:
             score(weight, bonus)
-
-
-def write_tuned(lm: Path, decoder: str, entry: dict) -> None:
-    path = lm / "tuned.json"
-    tuned = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    tuned[decoder] = entry
-    atomic_write_text(path, json.dumps(tuned, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,9 @@ import torch
 
 from data_prep.outlock import claim_output, lock_path
 from data_prep.records import read_manifest
-from pipeline import decode, recognize as recognize_module, segment
+from lm.folder import LmDir
+from pipeline import recognize as recognize_module, segment
+from pipeline.decoders import flashlight
 from pipeline.cli import main
 from pipeline.logits import save_logits
 from pipeline.model import ModelConfig, build_model, save_model_folder
@@ -80,7 +82,7 @@ def test_recognize_exits_1_when_no_line_image_could_be_read(tmp_path, model_fold
 def test_decode_refuses_an_empty_cache_without_loading_the_lm(tmp_path, monkeypatch, capsys):
     logits = tmp_path / "empty.npz"
     save_logits(logits, [], [], DECODE_ALPHABET)
-    monkeypatch.setattr(decode.LmDir, "load", lambda *a: pytest.fail("language model loaded"))
+    monkeypatch.setattr(LmDir, "load", lambda *a: pytest.fail("language model loaded"))
     rc = main(["decode", "--logits", str(logits), "--decoder", "lexicon", "--lm", str(tmp_path),
                "--out", str(tmp_path / "hyp.tsv")])
     assert rc == 1 and not (tmp_path / "hyp.tsv").exists()
@@ -92,7 +94,7 @@ def test_decode_refuses_an_lm_built_from_other_text_before_loading_it(tmp_path, 
     logits = tmp_path / "greek.npz"
     greek = ["", " ", "α", "β", "γ"]
     save_logits(logits, ["a"], [np.log(np.full((6, 5), 0.2, np.float32))], greek)
-    monkeypatch.setattr(decode, "TokenLM", lambda *a, **k: pytest.fail("n-gram loaded"), raising=False)
+    monkeypatch.setattr(flashlight, "TokenLM", lambda *a, **k: pytest.fail("n-gram loaded"))
     for decoder in ("lexicon", "beam-lm"):
         rc = main(["decode", "--logits", str(logits), "--decoder", decoder, "--lm", str(lm_dir),
                    "--out", str(tmp_path / "hyp.tsv")])

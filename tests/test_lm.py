@@ -7,7 +7,7 @@ import math
 import pytest
 
 import lm.build
-from lm.build import read_counts
+from lm.folder import read_counts
 from pipeline.cli import main
 
 CORPUS = [

@@ -10,7 +10,7 @@ import torch
 from pipeline import recognize as recognize_module
 from pipeline.logits import load_logits
 from pipeline.model import ModelConfig, build_model, save_model_folder
-from pipeline.recognize import greedy_decode
+from pipeline.decoders.greedy import greedy_decode
 from test_train import draw_line, write_tiny_set
 
 ALPHABET = ["", "a", "b", "c"]

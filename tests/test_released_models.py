@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lm.build import read_counts
+from lm.folder import read_counts
 from pipeline import decode as decode_module
 from pipeline import recognize as recognize_module
-from pipeline.decode import LmDir
+from lm.folder import LmDir
 from pipeline.logits import load_logits
 from test_train import write_tiny_set
 

@@ -1,0 +1,29 @@
+"""The decoders' names and settings (also the flags of ``htr decode``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from data_prep.cliconfig import CliConfig
+
+DECODERS = ("greedy", "beam", "beam-lm", "lexicon", "char-lm")
+LM_DECODERS = ("beam-lm", "lexicon", "char-lm")
+# measured on synthetic posteriors: 15 costs the lexicon decoder WER, and buys char-lm 2.5x speed at no WER cost
+DEFAULT_THRESHOLD = {"lexicon": 25.0, "char-lm": 15.0}
+
+
+@dataclass
+class DecodeConfig(CliConfig):
+    decoder: str = field(default="greedy", metadata={"help": "decoder", "choices": DECODERS})
+    beam: int = field(default=64, metadata={"help": "beam size (hypotheses kept per frame)"})
+    # beam_token and token_min_logp: on real Copiste outputs (greedy CER 77%) 16 -> 8 labels made
+    # lexicon 1.4x faster and -5 -> -2 made beam-lm 8x faster, WER unchanged (README, Stage 4)
+    beam_token: int = field(default=8, metadata={"help": "labels considered per frame (slow-path guard)"})
+    beam_threshold: float = field(default=0.0, metadata={
+        "help": "lexicon/char-lm: drop hypotheses this far below the best (log); 0: 25 for lexicon, 15 for char-lm"})
+    beam_prune_logp: float = field(default=-10.0, metadata={"help": "beam/beam-lm: drop beams this far below the best (log)"})
+    token_min_logp: float = field(default=-2.0, metadata={"help": "beam/beam-lm: skip labels below this log-prob (except the frame's best)"})
+    lm_weight: float = field(default=0.5, metadata={"help": "language model weight (tuned.json overrides the default)"})
+    word_bonus: float = field(default=0.0, metadata={"help": "score added per word (tuned.json overrides the default)"})
+    unk_penalty: float = field(default=-10.0, metadata={"help": "beam-lm: log10 penalty per out-of-vocabulary token"})
+    extra_lexicon: bool = field(default=True, metadata={"help": "lexicon: also spell the LM directory's extra words (htr lm --extra-words), if it has them"})
+    line_seconds: float = field(default=5.0, metadata={"help": "beam/beam-lm: redo a line slower than this with beam 8"})
