@@ -11,6 +11,8 @@ MODEL_JSON, WEIGHTS = "model.json", "weights.pt"  # the best model so far
 METRICS_JSON, METRICS_CSV = "metrics.json", "metrics.csv"  # one row per epoch
 LAST = "last.pt"  # full checkpoint: model, optimiser, scheduler, RNG, epoch
 CONFIG_FILE = "train_config.json"  # the training flags, reloaded by --resume
+DONE = "DONE"  # written by htr run when the training is finished (max epochs or early stop)
+TRAIN_LOG = "train.log"  # a training htr run started in the background writes its output here
 # enough to continue a training without last.pt (e.g. a model folder committed to git)
 WARM_START = (MODEL_JSON, WEIGHTS, METRICS_JSON)
 # what an exported model folder carries

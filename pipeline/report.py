@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest, resolve_image  # noqa: E402
 from lm.extend import surface_oov_summary  # noqa: E402
 from pipeline.evaluate import evaluate, paired_reduction, read_texts, summary  # noqa: E402
-from pipeline.folders import CONFIG_FILE, WEIGHTS, read_metrics  # noqa: E402
+from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402
+from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
-from pipeline.run import Experiment, load_experiment, system_slug  # noqa: E402
 
 
 @dataclass
@@ -51,7 +51,7 @@ def _load_scores(exp: Experiment, split: str) -> dict[tuple[str, str], Scores]:
     scores = {}
     for variant in exp.variants:
         for system in exp.systems:
-            path = exp.folder / "eval" / variant / f"{split}.{system_slug(system)}.json"
+            path = exp.paths.scores(variant, split, system)
             if path.is_file():
                 scores[(variant, system.name)] = Scores(json.loads(path.read_text(encoding="utf-8")))
     return scores
@@ -123,7 +123,7 @@ def learning_curves(exp: Experiment, path: Path) -> bool:
     fig, (loss_ax, cer_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     drawn = False
     for variant in exp.variants:
-        rows = read_metrics(exp.folder / "models" / variant)
+        rows = read_metrics(exp.paths.model(variant))
         if not rows:
             continue
         epochs = [r["epoch"] for r in rows]
@@ -176,14 +176,14 @@ def page_level(exp: Experiment) -> list[list[str]]:
     columns split the difference: without the predicted lines that lie outside every
     ground-truth line (text the annotators left out), and those same lines put in
     ground-truth order; what is left is the cost of the crops themselves."""
-    seg_manifest = exp.folder / "segment" / "lines" / "manifest.jsonl"
+    seg_manifest = exp.paths.segment_manifest
     if not seg_manifest.is_file():
         return []
     gt_records = read_manifest(exp.test)
     refs = _join_by_page([(r.page, r.id) for r in gt_records], {r.id: r.text for r in gt_records})
     gt_order = [(r.page, r.id) for r in gt_records]
     seg_orders = {"predicted": [(r.page, r.id) for r in read_manifest(seg_manifest)]}
-    line_map = _line_map(exp.folder / "segment" / "eval.json")
+    line_map = _line_map(exp.paths.segment_eval)
     if line_map:
         gt_rank = {line_id: k for k, (_, line_id) in enumerate(gt_order)}
         annotated = [(page, i) for page, i in seg_orders["predicted"] if line_map.get(i, i) is not None]
@@ -194,9 +194,7 @@ def page_level(exp: Experiment) -> list[list[str]]:
              "GT lines WER %", "predicted WER %"]]
     for variant in exp.variants:
         for system in exp.systems:
-            slug = system_slug(system)
-            gt_hyp = exp.folder / "hyp" / variant / f"test.{slug}.tsv"
-            seg_hyp = exp.folder / "hyp" / variant / f"test-seg.{slug}.tsv"
+            gt_hyp, seg_hyp = exp.paths.hyp(variant, "test", system), exp.paths.hyp(variant, "test-seg", system)
             if not (gt_hyp.is_file() and seg_hyp.is_file()):
                 continue
             on_gt = summary(evaluate(refs, _join_by_page(gt_order, read_texts(gt_hyp))), samples=200)
@@ -224,7 +222,7 @@ def _join_by_page(order: list[tuple[str, str]], texts: dict[str, str]) -> dict[s
 
 
 def segmentation_rows(exp: Experiment) -> list[list[str]]:
-    path = exp.folder / "segment" / "eval.json"
+    path = exp.paths.segment_eval
     if not path.is_file():
         return []
     total = json.loads(path.read_text())["total"]
@@ -240,7 +238,7 @@ def segmentation_rows(exp: Experiment) -> list[list[str]]:
 
 def lm_rows(exp: Experiment) -> list[list[str]]:
     """What the lexicon and n-gram were built from and how well they cover the dev text."""
-    path = exp.folder / "lm" / "lm.json"
+    path = exp.paths.lm_info
     if not path.is_file():
         return []
     info = json.loads(path.read_text(encoding="utf-8"))
@@ -260,12 +258,12 @@ def lm_rows(exp: Experiment) -> list[list[str]]:
 
 
 def cost_rows(exp: Experiment) -> list[list[str]]:
-    timings_path = exp.folder / "timings.json"
+    timings_path = exp.paths.timings
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     test_lines = len(read_manifest(exp.test))
     rows = [["what", "value"]]
     for variant in exp.variants:
-        model = exp.folder / "models" / variant
+        model = exp.paths.model(variant)
         metrics = read_metrics(model)
         minutes = training_minutes(metrics) if metrics else float("nan")
         weights = model / WEIGHTS
@@ -298,12 +296,12 @@ def _training_state(model: Path) -> str:
     """' of 40 (finished)' / ' of 40 (unfinished: interim)' from the saved run config."""
     config_path = model / CONFIG_FILE
     planned = json.loads(config_path.read_text()).get("max_epochs") if config_path.is_file() else None
-    state = "finished" if (model / "DONE").is_file() else "unfinished: interim"
+    state = "finished" if (model / DONE).is_file() else "unfinished: interim"
     return (f" of {planned}" if planned else "") + f" ({state})"
 
 
 def unfinished_variants(exp: Experiment) -> list[str]:
-    return [v for v in exp.variants if not (exp.folder / "models" / v / "DONE").is_file()]
+    return [v for v in exp.variants if not exp.paths.done(v).is_file()]
 
 
 def gallery(exp: Experiment, scores: dict, count: int = 4) -> list[dict]:
@@ -376,8 +374,8 @@ SECTIONS = (
 
 
 def write_report(folder: Path) -> dict[str, Path]:
-    exp = load_experiment(folder / "config.toml", folder)
-    out = folder / "report"
+    exp = load_experiment(ExperimentFolder(folder).config, folder, check_stages=False)
+    out = exp.paths.report
     out.mkdir(parents=True, exist_ok=True)
     scores = _load_scores(exp, "test")
     tables = {"paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
@@ -458,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  "metrics.json and plots from the outputs of 'htr run'.")
     parser.add_argument("folder", type=Path, metavar="EXP_DIR", help="experiment folder written by 'htr run'")
     args = parser.parse_args(argv)
-    if not (args.folder / "config.toml").is_file():
-        print(f"htr report: {args.folder}/config.toml not found; is this a folder written by 'htr run'?", file=sys.stderr)
+    config = ExperimentFolder(args.folder).config
+    if not config.is_file():
+        print(f"htr report: {config} not found; is this a folder written by 'htr run'?", file=sys.stderr)
         return 2
     paths = write_report(args.folder)
     print(f"report: {paths['markdown']}\n        {paths['html']}")

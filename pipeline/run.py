@@ -7,14 +7,7 @@ are missing or older than their inputs, so a killed run continues where it
 stopped (training itself resumes from its ``last.pt``).  Everything is written in
 one experiment folder; step durations go to ``timings.json`` for the report.
 
-Experiment folder::
-
-    segment/pred/        predicted lines (ALTO) of the test pages; segment/eval.json
-    segment/lines/       line crops of the predicted lines (no text)
-    models/VARIANT/      model.json + weights.pt, metrics.json, last.pt
-    lm/                  lexicon, KenLM binary; lm/VARIANT/tuned.json (per-variant LM weights)
-    logits/VARIANT/SPLIT.npz, hyp/VARIANT/SPLIT.SYSTEM.tsv, eval/VARIANT/SPLIT.SYSTEM.json
-    timings.json, config.toml, report/
+The folder's layout is :mod:`pipeline.experiment`'s; every path here is asked of it.
 """
 from __future__ import annotations
 
@@ -25,87 +18,14 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_prep.records import atomic_write_bytes, atomic_write_text
-from pipeline.folders import CONFIG_FILE, EXPORTED_FILES, LAST, WEIGHTS, can_resume, can_warm_start, read_metrics
-
-
-@dataclass
-class System:
-    """A decoding set-up shown as one column pair (CER, WER) of the report table."""
-
-    name: str
-    decoder: str
-    options: dict[str, Any] = field(default_factory=dict)  # extra htr decode flags
-    tune: bool = False  # use the LM weight and word bonus tuned on dev
-
-
-@dataclass
-class Experiment:
-    folder: Path
-    train: Path
-    dev: Path
-    test: Path
-    lm_text: list[Path]
-    test_pages: Path | None
-    variants: dict[str, dict[str, Any]]
-    train_options: dict[str, Any]
-    lm_options: dict[str, Any]
-    systems: list[System]
-    tune_decoder: str
-    jobs: int
-    prepare: list[list[str]]  # htr prepare commands that create the data when it is missing
-    title: str
-    train_until: str = "minutes"  # "minutes": one run of max_minutes is the whole training; "epochs": see below
-    train_jobs: int = 1  # variants trained at the same time, the cores split between them
-    resume_from: Path | None = None  # exported model folders (models/NAME/VARIANT) that unstarted trainings continue
-
-
-def _require(table: dict, key: str, where: str) -> Any:
-    if key not in table:
-        raise ValueError(f"config: missing '{key}' in [{where}]")
-    return table[key]
-
-
-def load_experiment(path: Path, folder: Path | None = None) -> Experiment:
-    """Read and check a TOML experiment config; relative paths are relative to the current folder."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML ({error})") from None
-    dataset = _require(data, "data", "top level")
-    variants = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in _require(data, "variants", "top level")}
-    if not variants:
-        raise ValueError(f"{path}: at least one [[variants]] is needed")
-    decode = data.get("decode", {})
-    systems = [System(name=s["name"], decoder=s["decoder"], options=s.get("options", {}), tune=s.get("tune", False))
-               for s in decode.get("systems", [{"name": "RNN alone", "decoder": "greedy"}])]
-    pages = dataset.get("test_pages")
-    return Experiment(
-        folder=Path(folder or data.get("folder") or f"work/experiments/{Path(path).stem}"),
-        train=Path(_require(dataset, "train", "data")), dev=Path(_require(dataset, "dev", "data")),
-        test=Path(_require(dataset, "test", "data")),
-        lm_text=[Path(p) for p in dataset.get("lm_text", [])],
-        test_pages=Path(pages) if pages else None,
-        variants=variants, train_options=data.get("train", {}), lm_options=data.get("lm", {}),
-        systems=systems, tune_decoder=decode.get("tune_decoder", "lexicon"),
-        jobs=int(data.get("jobs", 2)), prepare=_commands(dataset.get("prepare", [])),
-        title=data.get("title", Path(path).stem), train_until=data.get("train_until", "minutes"),
-        train_jobs=max(1, int(data.get("train_jobs", 1))),
-        resume_from=Path(data["resume_from"]) if data.get("resume_from") else None)
-
-
-def _commands(value: list) -> list[list[str]]:
-    """``prepare`` is one htr argv (a list of strings) or a list of them."""
-    if value and all(isinstance(item, str) for item in value):
-        return [list(value)]
-    return [list(item) for item in value]
+from pipeline.experiment import TUNED, Experiment, load_experiment
+from pipeline.folders import (CONFIG_FILE, DONE, EXPORTED_FILES, LAST, TRAIN_LOG, WEIGHTS, can_resume, can_warm_start,
+                              read_metrics)
 
 
 def flags(options: dict[str, Any]) -> list[str]:
@@ -128,6 +48,13 @@ class Step:
     argv: list[str]  # arguments of ``htr``
     inputs: list[Path]
     outputs: list[Path]  # the step is done when all exist and are newer than the inputs
+    model: Path | None = None  # train: the model folder it writes
+    lm_folder: Path | None = None  # tune: the per-variant LM folder its tuned.json goes to
+
+    @property
+    def kind(self) -> str:
+        """The ``htr`` command the step runs (``train``, ``decode``, ...)."""
+        return self.argv[0]
 
     def up_to_date(self) -> bool:
         if not all(p.exists() for p in self.outputs):
@@ -138,64 +65,79 @@ class Step:
 
 def plan(exp: Experiment) -> list[Step]:
     """Every step of the experiment, in an order that respects their inputs."""
-    f = exp.folder
-    steps: list[Step] = []
     splits = {"dev": exp.dev, "test": exp.test}
-    if exp.test_pages is not None:
-        pages = sorted(p for p in exp.test_pages.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif"))
-        pred = f / "segment" / "pred"
-        steps.append(Step("segment test pages", ["segment", *map(str, pages), "--out", str(pred), "--jobs", str(exp.jobs)],
-                          pages, [pred / f"{p.stem}.xml" for p in pages]))
-        steps.append(Step("score segmentation", ["segment-eval", "--pred", str(pred), "--gt", str(exp.test_pages),
-                                                 "--out", str(f / "segment" / "eval.json")],
-                          [pred / f"{p.stem}.xml" for p in pages], [f / "segment" / "eval.json"]))
-        seg_manifest = f / "segment" / "lines" / "manifest.jsonl"
-        steps.append(Step("crop predicted lines", ["prepare", f"alto:{pred}", "--out", str(seg_manifest.parent),
-                                                   "--keep-empty", "--no-progress"],
-                          [pred / f"{p.stem}.xml" for p in pages], [seg_manifest]))
-        splits["test-seg"] = seg_manifest
-    lm = f / "lm"
-    lm_argv = ["lm", "--text", *map(str, exp.lm_text), "--out", str(lm), "--dev", str(exp.dev), *flags(exp.lm_options)]
-    steps.append(Step("build the language model", lm_argv, exp.lm_text, [lm / "lexicon.txt"]))
+    steps = segmentation_steps(exp)
+    if steps:
+        splits["test-seg"] = exp.paths.segment_manifest
+    steps.append(lm_step(exp))
     for variant, options in exp.variants.items():
-        model = f / "models" / variant
-        train_argv = ["train", "--train", str(exp.train), "--dev", str(exp.dev), "--out", str(model),
-                      *flags({**exp.train_options, **options})]
-        steps.append(Step(f"train {variant}", train_argv, [exp.train, exp.dev], [model / "DONE"]))
-        tuned = lm / variant
-        for split, manifest in splits.items():
-            logits = f / "logits" / variant / f"{split}.npz"
-            steps.append(Step(f"recognise {split} with {variant}",
-                              ["recognize", "--model", str(model), "--manifest", str(manifest), "--out", str(logits)],
-                              [model / "weights.pt", manifest], [logits]))
-        if any(system.tune for system in exp.systems):
-            steps.append(Step(f"tune LM weight for {variant}",
-                              ["tune", "--logits", str(f / "logits" / variant / "dev.npz"), "--refs", str(exp.dev),
-                               "--lm", str(tuned), "--decoder", exp.tune_decoder, "--jobs", str(exp.jobs)],
-                              [f / "logits" / variant / "dev.npz", lm / "lexicon.txt"], [tuned / "tuned.json"]))
-        for split in (s for s in splits if s != "dev"):  # dev only serves tuning
-            logits = f / "logits" / variant / f"{split}.npz"
-            for system in exp.systems:
-                slug = system_slug(system)
-                hyp = f / "hyp" / variant / f"{split}.{slug}.tsv"
-                lm_dir = tuned if system.tune else lm
-                argv = ["decode", "--logits", str(logits), "--decoder", system.decoder, "--out", str(hyp),
-                        "--jobs", str(exp.jobs), *flags(system.options)]
-                if system.decoder != "greedy" and system.decoder != "beam":
-                    argv += ["--lm", str(lm_dir)]
-                inputs = [logits] + ([tuned / "tuned.json"] if system.tune else [])
-                steps.append(Step(f"decode {split} {variant} {system.name}", argv, inputs, [hyp]))
-                if split != "test-seg":
-                    out = f / "eval" / variant / f"{split}.{slug}.json"
-                    steps.append(Step(f"score {split} {variant} {system.name}",
-                                      ["evaluate", "--ref", str(splits[split]), "--hyp", str(hyp), "--out", str(out)],
-                                      [hyp], [out]))
+        steps += variant_steps(exp, variant, options, splits)
     return steps
 
 
-def system_slug(system: System) -> str:
-    """'+ lexicon + LM' -> 'lexicon-lm': a file-name part."""
-    return "-".join("".join(c if c.isalnum() else " " for c in system.name.lower()).split())
+def segmentation_steps(exp: Experiment) -> list[Step]:
+    """Segment the test pages, score the segmentation, crop the predicted lines."""
+    if exp.test_pages is None:
+        return []
+    f, pages = exp.paths, exp.page_images()
+    predicted = [f.predicted_xml(page) for page in pages]
+    return [
+        Step("segment test pages", ["segment", *map(str, pages), "--out", str(f.segment_pred), "--jobs", str(exp.jobs)],
+             pages, predicted),
+        Step("score segmentation", ["segment-eval", "--pred", str(f.segment_pred), "--gt", str(exp.test_pages),
+                                    "--out", str(f.segment_eval)], predicted, [f.segment_eval]),
+        Step("crop predicted lines", ["prepare", f"alto:{f.segment_pred}", "--out", str(f.segment_manifest.parent),
+                                      "--keep-empty", "--no-progress"], predicted, [f.segment_manifest])]
+
+
+def lm_step(exp: Experiment) -> Step:
+    f = exp.paths
+    argv = ["lm", "--text", *map(str, exp.lm_text), "--out", str(f.lm), "--dev", str(exp.dev), *flags(exp.lm_options)]
+    return Step("build the language model", argv, exp.lm_text, [f.lexicon])
+
+
+def variant_steps(exp: Experiment, variant: str, options: dict[str, Any], splits: dict[str, Path]) -> list[Step]:
+    """Train one variant, recognise every split, tune its LM weights, decode and score."""
+    f = exp.paths
+    model = f.model(variant)
+    train_argv = ["train", "--train", str(exp.train), "--dev", str(exp.dev), "--out", str(model),
+                  *flags({**exp.train_options, **options})]
+    steps = [Step(f"train {variant}", train_argv, [exp.train, exp.dev], [f.done(variant)], model=model)]
+    for split, manifest in splits.items():
+        logits = f.logits(variant, split)
+        steps.append(Step(f"recognise {split} with {variant}",
+                          ["recognize", "--model", str(model), "--manifest", str(manifest), "--out", str(logits)],
+                          [model / WEIGHTS, manifest], [logits]))
+    if any(system.tune for system in exp.systems):
+        dev_logits = f.logits(variant, "dev")
+        steps.append(Step(f"tune LM weight for {variant}",
+                          ["tune", "--logits", str(dev_logits), "--refs", str(exp.dev), "--lm", str(f.tuned_lm(variant)),
+                           "--decoder", exp.tune_decoder, "--jobs", str(exp.jobs)],
+                          [dev_logits, f.lexicon], [f.tuned(variant)], lm_folder=f.tuned_lm(variant)))
+    for split in (s for s in splits if s != "dev"):  # dev only serves tuning
+        steps += decode_steps(exp, variant, split, splits[split])
+    return steps
+
+
+def decode_steps(exp: Experiment, variant: str, split: str, references: Path) -> list[Step]:
+    """Decode one split with every system; score it against its references (not test-seg:
+    its lines are the segmenter's, the report scores them page by page)."""
+    f, steps = exp.paths, []
+    logits = f.logits(variant, split)
+    for system in exp.systems:
+        hyp = f.hyp(variant, split, system)
+        argv = ["decode", "--logits", str(logits), "--decoder", system.decoder, "--out", str(hyp),
+                "--jobs", str(exp.jobs), *flags(system.options)]
+        if system.needs_lm:
+            argv += ["--lm", str(f.tuned_lm(variant) if system.tune else f.lm)]
+        inputs = [logits] + ([f.tuned(variant)] if system.tune else [])
+        steps.append(Step(f"decode {split} {variant} {system.name}", argv, inputs, [hyp]))
+        if split != "test-seg":
+            out = f.scores(variant, split, system)
+            steps.append(Step(f"score {split} {variant} {system.name}",
+                              ["evaluate", "--ref", str(references), "--hyp", str(hyp), "--out", str(out)],
+                              [hyp], [out]))
+    return steps
 
 
 def _prepare_tuned_dir(lm: Path, tuned: Path) -> None:
@@ -203,15 +145,15 @@ def _prepare_tuned_dir(lm: Path, tuned: Path) -> None:
     tuned.mkdir(parents=True, exist_ok=True)
     for item in lm.iterdir():
         target = tuned / item.name
-        if item.is_file() and item.name != "tuned.json" and not target.exists():
+        if item.is_file() and item.name != TUNED and not target.exists():
             os.symlink(item.resolve(), target)
 
 
 def run_step(step: Step, exp: Experiment) -> float:
     start = time.perf_counter()
-    if step.argv[0] == "tune":
-        _prepare_tuned_dir(exp.folder / "lm", Path(step.argv[step.argv.index("--lm") + 1]))
-    if step.argv[0] == "train":  # its own process: threads, torchrun-style state, memory
+    if step.lm_folder is not None:
+        _prepare_tuned_dir(exp.paths.lm, step.lm_folder)
+    if step.kind == "train":  # its own process: threads, torchrun-style state, memory
         code = subprocess.run([sys.executable, "-m", "pipeline.cli", *train_argv(step)]).returncode
     else:  # the short steps run in this process, saving an interpreter start and imports each
         from pipeline.cli import main as htr
@@ -221,13 +163,9 @@ def run_step(step: Step, exp: Experiment) -> float:
             code = error.code if isinstance(error.code, int) else 1
     if code != 0:
         raise RuntimeError(f"step '{step.name}' failed (exit {code}): htr {' '.join(step.argv)}")
-    if step.argv[0] == "train":
+    if step.kind == "train":
         finish_training(step, exp)
     return time.perf_counter() - start
-
-
-def _model_folder(step: Step) -> Path:
-    return Path(step.argv[step.argv.index("--out") + 1])
 
 
 def train_argv(step: Step) -> list[str]:
@@ -235,8 +173,7 @@ def train_argv(step: Step) -> list[str]:
     (or, without one, the best weights and metrics of an exported model folder).  The
     config's flags go along, so a raised ``max_epochs`` applies to a resumed training and
     a changed layout is refused by name."""
-    model = _model_folder(step)
-    return [*step.argv, "--resume"] if can_resume(model) else list(step.argv)
+    return [*step.argv, "--resume"] if can_resume(step.model) else list(step.argv)
 
 
 def seed_from_exported(exp: Experiment) -> None:
@@ -245,7 +182,7 @@ def seed_from_exported(exp: Experiment) -> None:
     if exp.resume_from is None:
         return
     for variant in exp.variants:
-        source, model = exp.resume_from / variant, exp.folder / "models" / variant
+        source, model = exp.resume_from / variant, exp.paths.model(variant)
         if (model / WEIGHTS).exists() or (model / LAST).exists():
             continue
         if not can_warm_start(source):
@@ -260,11 +197,11 @@ def seed_from_exported(exp: Experiment) -> None:
 
 def finish_training(step: Step, exp: Experiment) -> None:
     """Mark a finished training DONE; raise TrainingPaused when it only ran one chunk."""
-    model = _model_folder(step)
+    model = step.model
     if exp.train_until == "epochs" and not _training_finished(model):
         raise TrainingPaused(f"training of {model.name} paused after this session's max_minutes; "
                              "rerun the same command to continue it")
-    atomic_write_text(model / "DONE", "training finished\n")
+    atomic_write_text(model / DONE, "training finished\n")
 
 
 def train_concurrently(steps: list[Step], exp: Experiment, timings: dict, poll_seconds: float = 20.0) -> None:
@@ -276,15 +213,14 @@ def train_concurrently(steps: list[Step], exp: Experiment, timings: dict, poll_s
     jobs = min(exp.train_jobs, len(steps))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     print(f"==> training {len(steps)} variants, {jobs} at a time x {threads} thread(s); "
-          f"logs in {', '.join(str(_model_folder(s) / 'train.log') for s in steps)}", flush=True)
+          f"logs in {', '.join(str(s.model / TRAIN_LOG) for s in steps)}", flush=True)
     waiting, running, failed, paused = list(steps), [], [], []
     last_seen: dict[str, str] = {}
     while waiting or running:
         while waiting and len(running) < jobs:
             step = waiting.pop(0)
-            model = _model_folder(step)
-            model.mkdir(parents=True, exist_ok=True)
-            log = open(model / "train.log", "a", encoding="utf-8")
+            step.model.mkdir(parents=True, exist_ok=True)
+            log = open(step.model / TRAIN_LOG, "a", encoding="utf-8")
             argv = [*train_argv(step), "--threads", str(threads), "--no-progress"]
             process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], stdout=log, stderr=log)
             running.append((step, process, log, time.perf_counter()))
@@ -300,7 +236,7 @@ def train_concurrently(steps: list[Step], exp: Experiment, timings: dict, poll_s
             timings[step.name] = {"seconds": round(time.perf_counter() - started, 2),
                                   "command": "htr " + " ".join(step.argv)}
             if process.returncode != 0:
-                failed.append(f"{step.name} (exit {process.returncode}, see {_model_folder(step) / 'train.log'})")
+                failed.append(f"{step.name} (exit {process.returncode}, see {step.model / TRAIN_LOG})")
                 continue
             try:
                 finish_training(step, exp)
@@ -313,12 +249,12 @@ def train_concurrently(steps: list[Step], exp: Experiment, timings: dict, poll_s
 
 
 def _echo_newest_epoch(step: Step, last_seen: dict[str, str]) -> None:
-    log = _model_folder(step) / "train.log"
+    log = step.model / TRAIN_LOG
     lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
              if line.startswith(("epoch ", "htr train:"))] if log.exists() else []
     if lines and last_seen.get(step.name) != lines[-1]:
         last_seen[step.name] = lines[-1]
-        print(f"    {_model_folder(step).name}: {lines[-1]}", flush=True)
+        print(f"    {step.model.name}: {lines[-1]}", flush=True)
 
 
 class TrainingPaused(RuntimeError):
@@ -345,22 +281,22 @@ def run(exp: Experiment, config_path: Path, only: str | None = None, interim: bo
     so far (an interim report of a long experiment; a later run goes on training and
     redoes whatever depends on the weights)."""
     exp.folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(config_path, exp.folder / "config.toml")
+    shutil.copyfile(config_path, exp.paths.config)
     if exp.prepare and not all(p.exists() for p in (exp.train, exp.dev, exp.test)):
         for command in exp.prepare:
             print(f"==> preparing the data: htr {' '.join(command)}", flush=True)
             subprocess.run([sys.executable, "-m", "pipeline.cli", *command], check=True)
-    timings_path = exp.folder / "timings.json"
+    timings_path = exp.paths.timings
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     wanted = set(only.split(",")) if only else None
-    steps = [s for s in plan(exp) if wanted is None or s.argv[0] in wanted]
-    trainings = [s for s in steps if s.argv[0] == "train" and not s.up_to_date()]
+    steps = [s for s in plan(exp) if wanted is None or s.kind in wanted]
+    trainings = [s for s in steps if s.kind == "train" and not s.up_to_date()]
     if trainings and not interim:
         seed_from_exported(exp)
     if interim:
         for step in trainings:
-            if not (_model_folder(step) / "weights.pt").is_file():
-                raise RuntimeError(f"--interim: {_model_folder(step)} has no trained weights yet; train first")
+            if not (step.model / WEIGHTS).is_file():
+                raise RuntimeError(f"--interim: {step.model} has no trained weights yet; train first")
         steps = [s for s in steps if s not in trainings]
     elif exp.train_jobs > 1 and len(trainings) > 1:
         try:
@@ -417,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in paused:
         print(f"htr run: interim: '{name}' is not finished; its best weights so far were used")
     if args.report:
-        from pipeline.report import write_report
+        from pipeline.report import write_report  # matplotlib: only when a report is asked for
         paths = write_report(exp.folder)
         print(f"report: {paths['markdown']}\n        {paths['html']}")
     return 0

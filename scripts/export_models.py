@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
 from lm.extend import EXTENSION, WORDLIST, surface_oov_summary  # noqa: E402
 from pipeline import model_card as card_header  # noqa: E402
-from pipeline.folders import CONFIG_FILE, EXPORTED_FILES  # noqa: E402
-from pipeline.run import System, load_experiment, system_slug  # noqa: E402
+from lm.folder import TUNED  # noqa: E402
+from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402
+from pipeline.folders import CONFIG_FILE, DONE, EXPORTED_FILES, METRICS_JSON  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
 
 MODEL_FILES = EXPORTED_FILES  # what `htr run` needs to continue a training (resume_from)
@@ -46,21 +47,22 @@ def copy(source: Path, target: Path) -> None:
 
 
 def training_state(model: Path) -> dict:
-    metrics = json.loads((model / "metrics.json").read_text())
+    metrics = json.loads((model / METRICS_JSON).read_text())
     config = json.loads((model / CONFIG_FILE).read_text())
     best = best_epoch_row(metrics)
-    return {"epochs": len(metrics), "max_epochs": config["max_epochs"], "finished": (model / "DONE").is_file(),
+    return {"epochs": len(metrics), "max_epochs": config["max_epochs"], "finished": (model / DONE).is_file(),
             "best_epoch": best["epoch"], "best_dev_cer": best["dev_cer"],
             "settings": {key: config[key] for key in SETTINGS if key in config}}
 
 
-def scores(exp_folder: Path, variant: str, systems: list[str]) -> list[tuple[str, float, float]]:
+def scores(exp: Experiment, variant: str) -> list[tuple[str, float, float]]:
+    """(system, CER %, WER %) of each system scored on the test split."""
     rows = []
-    for name in systems:
-        path = exp_folder / "eval" / variant / f"test.{system_slug(System(name, ''))}.json"
+    for system in exp.systems:
+        path = exp.paths.scores(variant, "test", system)
         if path.is_file():
             data = json.loads(path.read_text())
-            rows.append((name, 100 * data["cer"], 100 * data["wer"]))
+            rows.append((system.name, 100 * data["cer"], 100 * data["wer"]))
     return rows
 
 
@@ -77,16 +79,15 @@ def extension_note(lm_info: dict) -> list[str]:
             "`htr decode --no-extra-lexicon` leaves it out.\n"]
 
 
-def model_card(exp_folder: Path, out: Path, states: dict, systems: list[str], data: str, lm_variant: str) -> str:
-    exp = load_experiment(exp_folder / "config.toml", exp_folder)
-    lm_info = json.loads((exp_folder / "lm" / "lm.json").read_text())
-    tuned_path = exp_folder / "lm" / lm_variant / "tuned.json"
+def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: str) -> str:
+    lm_info = json.loads(exp.paths.lm_info.read_text())
+    tuned_path = exp.paths.tuned(lm_variant)
     tuned = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
     tuned = {decoder: {key: found[key] for key in ("lm_weight", "word_bonus") if key in found}
              for decoder, found in tuned.items()}  # the card names the values, tuned.json keeps the search
     lines = [f"# Model card: {exp.title}\n", f"**Data.** {data}\n",
              f"Training manifest `{exp.train}`, model selection and test on `{exp.test}`; "
-             f"experiment config `{exp_folder / 'config.toml'}` (rerun: `htr run` with that config).\n",
+             f"experiment config `{exp.paths.config}` (rerun: `htr run` with that config).\n",
              "## Optical models\n",
              "| variant | epochs trained | state | best greedy dev CER | at epoch |", "|---|---|---|---|---|"]
     for variant, state in states.items():
@@ -98,7 +99,7 @@ def model_card(exp_folder: Path, out: Path, states: dict, systems: list[str], da
               + ", ".join(f"`{k}={v}`" for k, v in settings.items() if k != "dropout_where") + ".\n",
               "## Scores on the test set (%)\n", "| variant | system | CER | WER |", "|---|---|---|---|"]
     for variant in states:
-        for name, cer, wer in scores(exp_folder, variant, systems):
+        for name, cer, wer in scores(exp, variant):
             lines.append(f"| {variant} | {name} | {cer:.1f} | {wer:.1f} |")
     dev = lm_info.get("dev", {})
     lines += ["", "## Language model\n",
@@ -116,27 +117,27 @@ def model_card(exp_folder: Path, out: Path, states: dict, systems: list[str], da
 
 
 def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict | None = None) -> Path:
-    exp = load_experiment(exp_folder / "config.toml", exp_folder)
+    exp = load_experiment(ExperimentFolder(exp_folder).config, exp_folder, check_stages=False)
     states = {}
     for variant in exp.variants:
-        model = exp_folder / "models" / variant
+        model = exp.paths.model(variant)
         for name in MODEL_FILES:
             copy(model / name, out / variant / name)
         states[variant] = training_state(model)
+    lm = exp.paths.lm
     for name in LM_FILES:
-        copy(exp_folder / "lm" / name, out / "lm" / name)
+        copy(lm / name, out / "lm" / name)
     for name in LM_EXTENSION_FILES:
-        if (exp_folder / "lm" / name).is_file():
-            copy(exp_folder / "lm" / name, out / "lm" / name)
+        if (lm / name).is_file():
+            copy(lm / name, out / "lm" / name)
         else:
             (out / "lm" / name).unlink(missing_ok=True)
-    tuned = exp_folder / "lm" / lm_variant / "tuned.json"
+    tuned = exp.paths.tuned(lm_variant)
     if tuned.is_file():
-        copy(tuned, out / "lm" / "tuned.json")
-    systems = [s.name for s in exp.systems]
-    card = model_card(exp_folder, out, states, systems, data, lm_variant)
+        copy(tuned, out / "lm" / TUNED)
+    card = model_card(exp, out, states, data, lm_variant)
     if meta is not None:
-        found = {variant: scores(exp_folder, variant, systems) for variant in exp.variants}
+        found = {variant: scores(exp, variant) for variant in exp.variants}
         card = card_header.front_matter(meta, out, list(exp.variants), found, lm_variant) + card
     atomic_write_text(out / "MODEL_CARD.md", card)
     return out / "MODEL_CARD.md"

@@ -14,8 +14,8 @@ from data_prep.records import LineRecord, write_manifest
 from pipeline.evaluate import evaluate, to_json
 from pipeline.folders import EXPORTED_FILES
 from pipeline.report import write_report
-from pipeline.run import (Step, System, TrainingPaused, flags, load_experiment, plan, run, system_slug,
-                          train_concurrently)
+from pipeline.experiment import System, load_experiment, system_slug
+from pipeline.run import Step, TrainingPaused, flags, plan, run, train_concurrently
 
 CONFIG = """
 title = "tiny"
@@ -238,3 +238,49 @@ def test_page_level_splits_the_segmentation_cost_into_unannotated_lines_order_an
         gt, predicted_cer, annotated, in_order = (float(cell.split()[0]) for cell in row[2:6])
         assert gt == 0.0 and in_order == 0.0
         assert predicted_cer > annotated > 0.0
+
+
+def test_an_unknown_stage_key_is_refused_when_the_config_loads_naming_the_key_and_the_file(tmp_path):
+    config = tmp_path / "typo.toml"
+    for added, typo in (("[train]\nmax_minutse = 1\n", "max_minutse"), ("[lm]\nordre = 3\n[train]\n", "ordre")):
+        config.write_text(CONFIG.format(root=tmp_path).replace("[train]\n", added))
+        with pytest.raises(ValueError) as error:
+            load_experiment(config, tmp_path / "exp")
+        assert str(config) in str(error.value) and f"unknown key '{typo}'" in str(error.value)
+    config.write_text(CONFIG.format(root=tmp_path).replace('dropout_where = "all"', 'dropout_were = "all"'))
+    with pytest.raises(ValueError, match="unknown key 'dropout_were' in \\[\\[variants\\]\\] 'dropout-all'"):
+        load_experiment(config, tmp_path / "exp")
+    # the report of a finished folder reads its config without the stage check
+    assert load_experiment(config, tmp_path / "exp", check_stages=False).variants["dropout-all"] == {"dropout_were": "all"}
+
+
+def test_the_shipped_experiment_configs_pass_the_stage_key_check():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("synthetic.toml", "copiste.toml"):
+        assert load_experiment(root / name).variants
+
+
+def test_every_image_kind_of_the_test_pages_folder_is_segmented(tmp_path):
+    config, _ = _experiment(tmp_path)
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for name in ("a.tiff", "b.JPG", "c.webp", "c.xml", "notes.txt"):
+        (pages / name).write_bytes(b"")
+    config.write_text(config.read_text().replace("[data]\n", f'[data]\ntest_pages = "{pages}"\n'))
+    exp = load_experiment(config, tmp_path / "exp")
+    [segment] = [s for s in plan(exp) if s.kind == "segment"]
+    assert [p.name for p in segment.inputs] == ["a.tiff", "b.JPG", "c.webp"]
+    assert segment.outputs == [exp.paths.predicted_xml(p) for p in segment.inputs]
+
+
+def test_the_plan_writes_where_the_experiment_folder_says_the_report_reads(tmp_path):
+    _, exp = _experiment(tmp_path)
+    steps = plan(exp)
+    scored = {out for s in steps if s.kind == "evaluate" for out in s.outputs}
+    assert scored == {exp.paths.scores(v, "test", system) for v in exp.variants for system in exp.systems}
+    decoded = {out for s in steps if s.kind == "decode" for out in s.outputs}
+    assert decoded == {exp.paths.hyp(v, "test", system) for v in exp.variants for system in exp.systems}
+    train = next(s for s in steps if s.kind == "train")
+    assert train.model == exp.paths.model("dropout-none") and train.outputs == [exp.paths.done("dropout-none")]
+    tune = next(s for s in steps if s.kind == "tune")
+    assert tune.outputs == [exp.paths.tuned("dropout-none")] and tune.lm_folder == exp.paths.tuned_lm("dropout-none")

@@ -1,0 +1,232 @@
+"""An experiment: its TOML config and every path of its folder.
+
+``htr run`` writes the folder, ``htr report`` and ``scripts/export_models.py`` read it;
+all three ask :class:`ExperimentFolder` for a path instead of spelling it, as
+:mod:`pipeline.folders` does for one model folder.  Experiment folder::
+
+    config.toml          the config the last run used (the report reads it back)
+    timings.json         seconds and command of every step run
+    segment/pred/        predicted lines (ALTO) of the test pages; segment/eval.json their score
+    segment/lines/       line crops of the predicted lines (manifest.jsonl, no text)
+    models/VARIANT/      a model folder (pipeline.folders) + DONE when its training is finished
+    lm/                  lexicon, KenLM binary, lm.json; lm/VARIANT/tuned.json (per-variant LM weights)
+    logits/VARIANT/SPLIT.npz
+    hyp/VARIANT/SPLIT.SYSTEM.tsv
+    eval/VARIANT/SPLIT.SYSTEM.json
+    report/              report.md, report.html, metrics.json, plots
+
+Torch-free: the stage configs it checks keys against are imported only when a config
+is checked (:func:`check_stage_keys`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_prep.image_files import images_in
+from pipeline.folders import DONE, TRAIN_LOG
+
+CONFIG_COPY = "config.toml"
+TIMINGS = "timings.json"
+TUNED = "tuned.json"
+
+
+@dataclass
+class System:
+    """A decoding set-up shown as one column pair (CER, WER) of the report table."""
+
+    name: str
+    decoder: str
+    options: dict[str, Any] = field(default_factory=dict)  # extra htr decode flags
+    tune: bool = False  # use the LM weight and word bonus tuned on dev
+
+    @property
+    def slug(self) -> str:
+        return system_slug(self)
+
+    @property
+    def needs_lm(self) -> bool:
+        return self.decoder not in ("greedy", "beam")
+
+
+def system_slug(system: System) -> str:
+    """'+ lexicon + LM' -> 'lexicon-lm': a file-name part."""
+    return "-".join("".join(c if c.isalnum() else " " for c in system.name.lower()).split())
+
+
+@dataclass(frozen=True)
+class ExperimentFolder:
+    """Every path of an experiment folder."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_COPY
+
+    @property
+    def timings(self) -> Path:
+        return self.root / TIMINGS
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    # segmentation of the test pages
+    @property
+    def segment_pred(self) -> Path:
+        return self.root / "segment" / "pred"
+
+    @property
+    def segment_eval(self) -> Path:
+        return self.root / "segment" / "eval.json"
+
+    @property
+    def segment_manifest(self) -> Path:
+        return self.root / "segment" / "lines" / "manifest.jsonl"
+
+    def predicted_xml(self, page: Path) -> Path:
+        return self.segment_pred / f"{Path(page).stem}.xml"
+
+    # language model
+    @property
+    def lm(self) -> Path:
+        return self.root / "lm"
+
+    @property
+    def lexicon(self) -> Path:
+        return self.lm / "lexicon.txt"
+
+    @property
+    def lm_info(self) -> Path:
+        return self.lm / "lm.json"
+
+    def tuned_lm(self, variant: str) -> Path:
+        """The per-variant LM folder: links to the shared LM files and its own tuned.json."""
+        return self.lm / variant
+
+    def tuned(self, variant: str) -> Path:
+        return self.tuned_lm(variant) / TUNED
+
+    # models and their outputs
+    def model(self, variant: str) -> Path:
+        return self.root / "models" / variant
+
+    def done(self, variant: str) -> Path:
+        return self.model(variant) / DONE
+
+    def train_log(self, variant: str) -> Path:
+        return self.model(variant) / TRAIN_LOG
+
+    def logits(self, variant: str, split: str) -> Path:
+        return self.root / "logits" / variant / f"{split}.npz"
+
+    def hyp(self, variant: str, split: str, system: System) -> Path:
+        return self.root / "hyp" / variant / f"{split}.{system.slug}.tsv"
+
+    def scores(self, variant: str, split: str, system: System) -> Path:
+        """The ``htr evaluate`` JSON of one (variant, split, system)."""
+        return self.root / "eval" / variant / f"{split}.{system.slug}.json"
+
+
+@dataclass
+class Experiment:
+    folder: Path
+    train: Path
+    dev: Path
+    test: Path
+    lm_text: list[Path]
+    test_pages: Path | None
+    variants: dict[str, dict[str, Any]]
+    train_options: dict[str, Any]
+    lm_options: dict[str, Any]
+    systems: list[System]
+    tune_decoder: str
+    jobs: int
+    prepare: list[list[str]]  # htr prepare commands that create the data when it is missing
+    title: str
+    train_until: str = "minutes"  # "minutes": one run of max_minutes is the whole training; "epochs": see below
+    train_jobs: int = 1  # variants trained at the same time, the cores split between them
+    resume_from: Path | None = None  # exported model folders (models/NAME/VARIANT) that unstarted trainings continue
+
+    @property
+    def paths(self) -> ExperimentFolder:
+        return ExperimentFolder(Path(self.folder))
+
+    def page_images(self) -> list[Path]:
+        """The test page images to segment ([] without ``test_pages``)."""
+        return images_in(self.test_pages) if self.test_pages is not None else []
+
+
+def _require(table: dict, key: str, where: str) -> Any:
+    if key not in table:
+        raise ValueError(f"config: missing '{key}' in [{where}]")
+    return table[key]
+
+
+def load_experiment(path: Path, folder: Path | None = None, check_stages: bool = True) -> Experiment:
+    """Read and check a TOML experiment config; relative paths are relative to the current folder.
+
+    ``check_stages``: refuse a ``[train]``/``[lm]``/variant/system option that the stage's
+    config does not have (the runner); the report and the export read a finished folder
+    and skip it, so an old experiment stays readable after a stage option is renamed."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from None
+    dataset = _require(data, "data", "top level")
+    variants = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in _require(data, "variants", "top level")}
+    if not variants:
+        raise ValueError(f"{path}: at least one [[variants]] is needed")
+    decode = data.get("decode", {})
+    systems = [System(name=s["name"], decoder=s["decoder"], options=s.get("options", {}), tune=s.get("tune", False))
+               for s in decode.get("systems", [{"name": "RNN alone", "decoder": "greedy"}])]
+    pages = dataset.get("test_pages")
+    exp = Experiment(
+        folder=Path(folder or data.get("folder") or f"work/experiments/{Path(path).stem}"),
+        train=Path(_require(dataset, "train", "data")), dev=Path(_require(dataset, "dev", "data")),
+        test=Path(_require(dataset, "test", "data")),
+        lm_text=[Path(p) for p in dataset.get("lm_text", [])],
+        test_pages=Path(pages) if pages else None,
+        variants=variants, train_options=data.get("train", {}), lm_options=data.get("lm", {}),
+        systems=systems, tune_decoder=decode.get("tune_decoder", "lexicon"),
+        jobs=int(data.get("jobs", 2)), prepare=_commands(dataset.get("prepare", [])),
+        title=data.get("title", Path(path).stem), train_until=data.get("train_until", "minutes"),
+        train_jobs=max(1, int(data.get("train_jobs", 1))),
+        resume_from=Path(data["resume_from"]) if data.get("resume_from") else None)
+    if check_stages:
+        check_stage_keys(exp, Path(path))
+    return exp
+
+
+def _commands(value: list) -> list[list[str]]:
+    """``prepare`` is one htr argv (a list of strings) or a list of them."""
+    if value and all(isinstance(item, str) for item in value):
+        return [list(value)]
+    return [list(item) for item in value]
+
+
+def check_stage_keys(exp: Experiment, path: Path) -> None:
+    """Each stage's options against the fields of its config dataclass, so a typo fails
+    when the config loads, not when its step runs after the earlier stages."""
+    from lm.build import LmConfig
+    from pipeline.decoders.config import DecodeConfig
+    from pipeline.train import TrainConfig  # imports torch: only when a config is checked
+
+    tables = [("[train]", exp.train_options, TrainConfig), ("[lm]", exp.lm_options, LmConfig)]
+    tables += [(f"[[variants]] {name!r}", options, TrainConfig) for name, options in exp.variants.items()]
+    tables += [(f"[[decode.systems]] {s.name!r} options", s.options, DecodeConfig) for s in exp.systems]
+    for where, options, config in tables:
+        known = {item.name for item in dataclasses.fields(config)}
+        for key in options:
+            if key not in known:
+                raise ValueError(f"{path}: unknown key '{key}' in {where}; it is not an option of "
+                                 f"{config.__name__} (see 'htr {_STAGE_COMMAND[config.__name__]} --help')")
+
+
+_STAGE_COMMAND = {"TrainConfig": "train", "LmConfig": "lm", "DecodeConfig": "decode"}
