@@ -1,12 +1,10 @@
 """``htr evaluate``: CER and WER of a hypothesis file against references.
 
-Errors are edit operations (substitutions, insertions, deletions, from rapidfuzz)
-summed over the whole set and divided by the total reference length, the usual
-convention for Rimes and IAM (not a mean of per-line rates).  Characters are
-those of :func:`lm.text.normalize` (NFC, one apostrophe), words the
-tokens of :func:`lm.text.tokenize`, so punctuation marks count as words.  A
-bootstrap over lines gives 95% confidence intervals, and a paired bootstrap
-gives the interval of a relative reduction between two systems on the same lines.
+The error rates are :mod:`pipeline.metrics`'s (the one definition: edits over
+normalised characters and over :func:`lm.text.tokenize` tokens, summed over the set).
+This module adds the per-line record, a bootstrap over lines for 95% confidence
+intervals, and a paired bootstrap for the interval of a relative reduction between two
+systems on the same lines.
 """
 from __future__ import annotations
 
@@ -15,47 +13,12 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
-from rapidfuzz.distance import Levenshtein
 
-from data_prep.records import atomic_write_text, read_manifest
-
-
-@dataclass
-class EditCounts:
-    ref: int = 0
-    sub: int = 0
-    ins: int = 0
-    dele: int = 0
-
-    @property
-    def errors(self) -> int:
-        return self.sub + self.ins + self.dele
-
-    @property
-    def rate(self) -> float:
-        return self.errors / self.ref if self.ref else float(self.errors > 0)
-
-    def add(self, other: "EditCounts") -> None:
-        self.ref += other.ref
-        self.sub += other.sub
-        self.ins += other.ins
-        self.dele += other.dele
-
-
-def edit_counts(ref: Sequence, hyp: Sequence) -> EditCounts:
-    """Substitutions, insertions and deletions turning ``ref`` into ``hyp``."""
-    counts = EditCounts(ref=len(ref))
-    for op in Levenshtein.editops(ref, hyp):
-        if op.tag == "replace":
-            counts.sub += 1
-        elif op.tag == "insert":
-            counts.ins += 1
-        else:
-            counts.dele += 1
-    return counts
+from data_prep.records import atomic_write_text
+from pipeline.metrics import EditCounts, char_edits, edit_counts, read_texts, word_edits
 
 
 @dataclass
@@ -86,27 +49,18 @@ class Evaluation:
         return table[:, 0], table[:, 1], table[:, 2], table[:, 3]
 
 
-def normalize(text: str) -> str:
-    from lm.text import normalize as normalize_text
-    return normalize_text(text)
-
-
-def default_tokenize(text: str) -> list[str]:
-    from lm.text import tokenize
-    return tokenize(text)
-
-
-def evaluate(refs: dict[str, str], hyps: dict[str, str],
-             tokenize: Callable[[str], list[str]] = default_tokenize,
-             normalize: Callable[[str], str] = normalize) -> Evaluation:
-    """Score every reference line; a line with no hypothesis counts as empty output."""
+def evaluate(refs: dict[str, str], hyps: dict[str, str], tokenize: Callable[[str], list[str]] | None = None,
+             normalize: Callable[[str], str] | None = None) -> Evaluation:
+    """Score every reference line; a line with no hypothesis counts as empty output.
+    Edits are :func:`pipeline.metrics.char_edits`/``word_edits`` unless ``tokenize`` or
+    ``normalize`` replaces how words or characters are read (tests use ``str.split``)."""
     result = Evaluation()
     for line_id, ref in refs.items():
         hyp = hyps.get(line_id)
-        result.lines.append(LineResult(
-            id=line_id, ref=ref, hyp=hyp or "", missing=hyp is None,
-            chars=edit_counts(normalize(ref), normalize(hyp or "")),
-            words=edit_counts(tokenize(ref), tokenize(hyp or ""))))
+        text = hyp or ""
+        chars = char_edits(ref, text) if normalize is None else edit_counts(normalize(ref), normalize(text))
+        words = word_edits(ref, text) if tokenize is None else edit_counts(tokenize(ref), tokenize(text))
+        result.lines.append(LineResult(id=line_id, ref=ref, hyp=text, chars=chars, words=words, missing=hyp is None))
     return result
 
 
@@ -154,24 +108,6 @@ def _counts_dict(counts: EditCounts) -> dict[str, int]:
     data["del"] = data.pop("dele")
     data["errors"] = counts.errors
     return data
-
-
-def read_texts(path: Path) -> dict[str, str]:
-    """``id<TAB>text`` lines, or a manifest (``.jsonl``) whose ``text`` is the reference."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found")
-    if path.suffix == ".jsonl":
-        return {record.id: record.text for record in read_manifest(path)}
-    texts: dict[str, str] = {}
-    for number, row in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not row.strip():
-            continue
-        line_id, sep, text = row.partition("\t")
-        if not sep and " " in row:
-            raise ValueError(f"{path}:{number}: expected 'id<TAB>text'")
-        texts[line_id] = text
-    return texts
 
 
 def to_json(result: Evaluation, samples: int = 1000) -> dict:

@@ -7,9 +7,6 @@ self-contained: plots and line images are embedded.
 from __future__ import annotations
 
 import argparse
-import base64
-import difflib
-import html
 import io
 import json
 import sys
@@ -25,10 +22,11 @@ import numpy as np  # noqa: E402
 
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest, resolve_image  # noqa: E402
 from lm.extend import surface_oov_summary  # noqa: E402
-from pipeline.evaluate import evaluate, paired_reduction, read_texts, summary  # noqa: E402
+from pipeline.evaluate import evaluate, paired_reduction, summary  # noqa: E402
 from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402
 from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E402
-from pipeline.metrics import best_epoch_row  # noqa: E402
+from pipeline.metrics import best_epoch_row, read_texts  # noqa: E402
+from pipeline.report_pages import html_page, markdown_page  # noqa: E402
 
 
 @dataclass
@@ -325,54 +323,6 @@ def gallery(exp: Experiment, scores: dict, count: int = 4) -> list[dict]:
     return items
 
 
-def _diff_html(ref: str, hyp: str) -> str:
-    """The hypothesis with substituted/inserted characters marked, deletions struck from ref."""
-    parts = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=ref, b=hyp, autojunk=False).get_opcodes():
-        if tag == "equal":
-            parts.append(html.escape(hyp[j1:j2]))
-        else:
-            if i2 > i1:
-                parts.append(f'<del>{html.escape(ref[i1:i2])}</del>')
-            if j2 > j1:
-                parts.append(f'<ins>{html.escape(hyp[j1:j2])}</ins>')
-    return "".join(parts)
-
-
-def _markdown_table(rows: list[list[str]]) -> str:
-    if not rows:
-        return "_not available_\n"
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    return "\n".join(out) + "\n"
-
-
-def _html_table(rows: list[list[str]]) -> str:
-    if not rows:
-        return "<p><em>not available</em></p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _image_data(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-SECTIONS = (
-    ("Test set: RNN alone and complete system", "paper", "CER and WER in %, with bootstrap 95% intervals over lines."),
-    ("Relative reduction from dropout", "dropout", "Paired bootstrap over the same test lines; positive = fewer errors than the first variant."),
-    ("Relative reduction from lexicon and language model", "lm", "Each decoding system against the RNN alone, same model."),
-    ("Language model and lexicon", "lm_info", "Built by `htr lm` from the training text (lm/lm.json); "
-     "the extension (htr lm --extra-words) adds words the n-gram scores as unknown, weighted by their frequency."),
-    ("Segmentation of the test pages", "segmentation", "Predicted lines matched one-to-one to ground-truth lines by pixel IoU."),
-    ("Recognition on predicted vs ground-truth lines", "pages", "Page-level CER/WER: the lines of a page joined in reading order. "
-     "'annotated only' drops predicted lines outside every ground-truth line (text the annotators left out); "
-     "'annotated, GT order' also puts them in ground-truth order; the rest of the gap is the crops."),
-    ("Cost", "cost", "Training time, model size, decoding speed (from timings.json)."),
-)
-
-
 def write_report(folder: Path) -> dict[str, Path]:
     exp = load_experiment(ExperimentFolder(folder).config, folder, check_stages=False)
     out = exp.paths.report
@@ -387,67 +337,10 @@ def write_report(folder: Path) -> dict[str, Path]:
             "test": {f"{v}/{s}": {k: sc.data[k] for k in ("cer", "wer", "cer_ci95", "wer_ci95", "lines")}
                      for (v, s), sc in scores.items()}}
     atomic_write_text(out / "metrics.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    atomic_write_text(out / "report.md", _markdown(exp, tables, items))
-    atomic_write_text(out / "report.html", _html(exp, tables, items, out))
+    unfinished = unfinished_variants(exp)
+    atomic_write_text(out / "report.md", markdown_page(exp, tables, items, unfinished))
+    atomic_write_text(out / "report.html", html_page(exp, tables, items, out, unfinished))
     return {"markdown": out / "report.md", "html": out / "report.html", "metrics": out / "metrics.json"}
-
-
-def _markdown(exp: Experiment, tables: dict, items: list[dict]) -> str:
-    parts = [f"# {exp.title}\n", f"Experiment folder `{exp.folder}`; test set `{exp.test}`.\n"]
-    unfinished = unfinished_variants(exp)
-    if unfinished:
-        parts.append(f"**{INTERIM_NOTE}** ({', '.join(unfinished)})\n")
-    for title, key, note in SECTIONS:
-        parts.append(f"## {title}\n\n{note}\n\n{_markdown_table(tables[key])}")
-        if key == "paper":
-            parts.append("![scores](scores.png)\n")
-    parts.append("## Learning curves\n\n![learning curves](learning_curves.png)\n")
-    if items:
-        parts.append(f"## Best and worst test lines ({list(exp.variants)[-1]})\n")
-        for item in items:
-            parts.append(f"- **{item['kind']}** `{item['id']}` (CER {100 * item['cer']:.0f}%)  \n  ref: {item['ref']}  \n"
-                         + "".join(f"  {name}: {text}  \n" for name, text in item["outputs"].items()))
-    return "\n".join(parts)
-
-
-INTERIM_NOTE = ("Interim report: training is not finished; the scores are those of the best weights so far "
-                "(see the training rows below)")
-
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
-th{background:#f3f3f3}img.plot{max-width:100%}img.line{max-width:100%;border:1px solid #ddd}
-del{background:#fdd;text-decoration:line-through}ins{background:#dfd;text-decoration:none}
-.item{margin:1em 0;padding:.5em;border-left:4px solid #ccc}.worst{border-color:#d55}.best{border-color:#5a5}
-.note{color:#555;font-size:14px}"""
-
-
-def _html(exp: Experiment, tables: dict, items: list[dict], out: Path) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(exp.title)}</title>"
-             f"<style>{STYLE}</style></head><body><h1>{html.escape(exp.title)}</h1>"
-             f"<p class='note'>Experiment folder <code>{html.escape(str(exp.folder))}</code>; test set "
-             f"<code>{html.escape(str(exp.test))}</code>.</p>"]
-    unfinished = unfinished_variants(exp)
-    if unfinished:
-        parts.append(f"<p><b>{html.escape(INTERIM_NOTE)}</b> ({html.escape(', '.join(unfinished))})</p>")
-    for title, key, note in SECTIONS:
-        parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(note)}</p>{_html_table(tables[key])}")
-        if key == "paper":
-            parts.append(f"<img class='plot' alt='scores' src='{_image_data(out / 'scores.png')}'>")
-    parts.append(f"<h2>Learning curves</h2><img class='plot' alt='learning curves' "
-                 f"src='{_image_data(out / 'learning_curves.png')}'>")
-    if items:
-        parts.append(f"<h2>Best and worst test lines ({html.escape(list(exp.variants)[-1])})</h2>"
-                     "<p class='note'>Red: reference characters missed; green: characters output wrongly.</p>")
-        for item in items:
-            image = (f"<img class='line' alt='{html.escape(item['id'])}' src='{_image_data(item['image'])}'>"
-                     if item["image"] and Path(item["image"]).is_file() else "")
-            outputs = "".join(f"<tr><th>{html.escape(name)}</th><td>{_diff_html(item['ref'], text)}</td></tr>"
-                              for name, text in item["outputs"].items())
-            parts.append(f"<div class='item {item['kind']}'><b>{item['kind']}</b> <code>{html.escape(item['id'])}</code> "
-                         f"(CER {100 * item['cer']:.0f}%)<br>{image}<table><tr><th>reference</th>"
-                         f"<td>{html.escape(item['ref'])}</td></tr>{outputs}</table></div>")
-    parts.append("</body></html>")
-    return "".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

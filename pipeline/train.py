@@ -32,18 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from rapidfuzz.distance import Levenshtein
 from torch import nn
 from tqdm import tqdm
 
 from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
 from data_prep.skips import SkipLog
-from pipeline.decoders.greedy import greedy_decode
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
+from pipeline.decoders.greedy import greedy_decode
 from pipeline.finetune import initial_model, take_layout
 from pipeline.folders import (CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON, MODEL_JSON, WEIGHTS, can_warm_start,
                               read_metrics)
-from pipeline.metrics import best_epoch_row
+from pipeline.metrics import best_epoch_row, char_edits
 from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, save_model_folder
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -204,7 +203,8 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
 
 
 def evaluate(model: nn.Module, dataset: LineDataset, alphabet: list[str], d: Dist, batch_size: int) -> float:
-    """Greedy-decoding CER (%) on the dev set, the set split across ranks."""
+    """Greedy-decoding CER (%) on the dev set, the set split across ranks; the CER of
+    :mod:`pipeline.metrics`, so it is the number ``htr evaluate`` gives the same output."""
     model.eval()
     errors = chars = 0
     mine = list(range(d.rank, len(dataset), d.world))
@@ -216,9 +216,9 @@ def evaluate(model: nn.Module, dataset: LineDataset, alphabet: list[str], d: Dis
             logprobs, lengths = model(batch.images.to(d.device), batch.widths.to(d.device))
             logprobs = logprobs.cpu()
             for k, i in enumerate(indices):
-                hypothesis = greedy_decode(logprobs[: int(lengths[k]), k], alphabet)
-                errors += Levenshtein.distance(hypothesis, dataset.lines[i].text)
-                chars += len(dataset.lines[i].text)
+                edits = char_edits(dataset.lines[i].text, greedy_decode(logprobs[: int(lengths[k]), k], alphabet))
+                errors += edits.errors
+                chars += edits.ref
     errors, chars = all_sum([float(errors), float(chars)], d)
     return 100.0 * errors / max(1.0, chars)
 

@@ -81,3 +81,19 @@ def test_cli_reads_tsv_and_manifest_and_writes_json(tmp_path, capsys):
 def test_cli_names_a_missing_file(tmp_path, capsys):
     assert main(["--ref", str(tmp_path / "nope.tsv"), "--hyp", str(tmp_path / "h.tsv")]) == 2
     assert "nope.tsv" in capsys.readouterr().err
+
+
+def test_training_tuning_and_evaluation_count_the_same_character_and_word_errors():
+    """One CER/WER definition (pipeline.metrics): htr evaluate's per-line counts, the totals
+    htr tune ranks by and the per-line char_edits that training sums for its dev CER agree,
+    typographic apostrophes and doubled spaces folded alike."""
+    from pipeline.metrics import char_edits, error_rates, word_edits
+    refs = {"a": "l\u2019homme  est là,", "b": "the cat sat"}
+    hyps = {"a": "l'homme est la", "b": "the bat sat"}
+    chars, words = evaluate(refs, hyps).totals()
+    rates = error_rates((refs[k], hyps[k]) for k in refs)
+    per_line = [char_edits(refs[k], hyps[k]) for k in refs]
+    assert (rates.char_errors, rates.chars) == (chars.errors, chars.ref) == (
+        sum(e.errors for e in per_line), sum(e.ref for e in per_line)) == (3, 26)
+    assert (rates.word_errors, rates.words) == (words.errors, words.ref) == (
+        sum(word_edits(refs[k], hyps[k]).errors for k in refs), 8)
