@@ -387,14 +387,16 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
                 "progress": progress, "rng": rngs, "alphabet": alphabet,
                 "model_config": model_config_of(config).to_dict()})
             write_metrics(out, progress["metrics"])
-            print(f"epoch {epoch}: loss {stats.loss:.4f}, dev CER {cer:.2f}%, {row['lines_per_s']} lines/s"
+            dev_text = f"dev CER {cer:.2f}%" if dev_lines else "no dev set"
+            print(f"epoch {epoch}: loss {stats.loss:.4f}, {dev_text}, {row['lines_per_s']} lines/s"
                   + (f", {stats.bad_batches} NaN/inf batches skipped" if stats.bad_batches else ""), file=sys.stderr)
         over_time = config.max_minutes > 0 and time.perf_counter() - started > 60 * config.max_minutes
         if broadcast_flag(over_time, d):
             break
     if d.main:
-        print(f"htr train: best dev CER {progress['best_cer']:.2f}% at epoch {progress['best_epoch']} -> {out}",
-              file=sys.stderr)
+        kept = (f"best dev CER {progress['best_cer']:.2f}% at epoch {progress['best_epoch']}" if dev_lines
+                else f"no dev set: the last epoch ({progress['epoch']}) is the model")
+        print(f"htr train: {kept} -> {out}", file=sys.stderr)
     if d.world > 1:
         dist.barrier()  # rank 0 has written its files: leave together, so no rank tears gloo down early
     return model
