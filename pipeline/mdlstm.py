@@ -18,13 +18,17 @@ parameter layout and give the same numbers:
 - ``naive``: cell-by-cell Python loops; the readable reference, for tests only.
 - ``wavefront``: every cell of an anti-diagonal i + j = k depends only on diagonal k - 1, so
   each diagonal is one batched matmul for all directions and images; CPU and GPU.
-- ``cpp``: the scan with its backward written out in C++ (pipeline/csrc/mdlstm.cpp), OpenMP
-  over direction x image, compiled on first use with torch.utils.cpp_extension and cached.
+- ``cpp``: the whole layer with its backward written out in C++ (pipeline/csrc/mdlstm.cpp):
+  the images of a batch advance in lock step (batch innermost, groups of 4 or 8 lanes), the
+  input projection runs inside the scan, OpenMP over direction x lane group; compiled on
+  first use with torch.utils.cpp_extension and cached under a key of the source, the flags
+  and the torch version.  It also takes the lanes layout directly (:func:`to_lanes`), which
+  the MDLSTM network keeps between layers.
 
 ``auto`` picks ``cpp`` for float32/float64 CPU tensors when the extension compiles, else
-``wavefront`` (a failed compile warns once, with the reason).  In the two fast versions the
-input projection W x + b is one matmul over the whole image; only the recurrent part runs
-inside the scan.  The C++ scan walks each direction from its own corner instead of flipping.
+``wavefront`` (a failed compile warns once, with the reason).  In the wavefront the input
+projection W x + b is one matmul over the whole image; only the recurrent part runs inside
+the scan.  The C++ layer walks each direction from its own corner instead of flipping.
 """
 from __future__ import annotations
 
