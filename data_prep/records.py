@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -63,6 +64,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file as a dict; a missing or malformed file is a ValueError naming it (``what``
+    says which kind of file, e.g. "config file")."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: {what} not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from None
 
 
 def write_manifest(path: Path, records: Iterable[LineRecord]) -> int:

@@ -21,12 +21,12 @@ is checked (:func:`check_stage_keys`).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_prep.image_files import images_in
+from data_prep.records import read_toml
 from pipeline.folders import DONE, TRAIN_LOG
 
 CONFIG_COPY = "config.toml"
@@ -173,12 +173,7 @@ def load_experiment(path: Path, folder: Path | None = None, check_stages: bool =
     ``check_stages``: refuse a ``[train]``/``[lm]``/variant/system option that the stage's
     config does not have (the runner); the report and the export read a finished folder
     and skip it, so an old experiment stays readable after a stage option is renamed."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML ({error})") from None
+    data = read_toml(path, "config file")
     dataset = _require(data, "data", "top level")
     variants = {v["name"]: {k: x for k, x in v.items() if k != "name"} for v in _require(data, "variants", "top level")}
     if not variants:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import yaml
 
 from data_prep.layout import SOFTWARE, software_version
+from data_prep.records import read_toml
 from pipeline.folders import CONFIG_FILE, MODEL_JSON
 from pipeline.metrics import best_epoch_row
 
@@ -28,12 +28,7 @@ ARCH_KEYS = {"mdlstm": ("height", "mdlstm_hidden", "mdlstm_conv", "block_width",
 
 def read_meta(path: Path) -> dict:
     """The hand-written part of the header; a missing field is named with the file."""
-    try:
-        meta = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: card metadata file not found") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML ({error})") from None
+    meta = read_toml(path, "card metadata file")
     missing = [key for key in REQUIRED if key not in meta]
     if missing:
         raise ValueError(f"{path}: missing {', '.join(missing)} (see configs/copiste-card.toml for an example)")
