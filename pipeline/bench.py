@@ -26,6 +26,7 @@ from torch import nn
 
 from data_prep.cliconfig import CliConfig
 from data_prep.records import atomic_write_text
+from pipeline.bench_layers import sync_device, gemm_gflops, layer_report, network_multiply_adds
 from pipeline.model import ModelConfig, build_model, count_parameters, int_list
 
 IMPLS = ("naive", "wavefront", "cpp")
@@ -89,10 +90,10 @@ def time_model(model: nn.Module, batches: list, repeats: int = 1, device: str = 
         for batch in batches:
             times = []
             for _ in range(repeats):
-                _sync(device)
+                sync_device(device)
                 start = time.perf_counter()
                 step(batch)
-                _sync(device)
+                sync_device(device)
                 times.append(time.perf_counter() - start)
             seconds += min(times)
         result[f"{name}_lines_per_s"] = round(sum(len(b[0]) for b in batches) / seconds, 3)
@@ -119,11 +120,6 @@ def _on(batch: tuple, device: str) -> tuple:
     return tuple(t.to(device) for t in batch)
 
 
-def _sync(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def check_device(device: str) -> None:
     """A clear message instead of a CUDA traceback when the device is not there."""
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -132,8 +128,6 @@ def check_device(device: str) -> None:
 
 
 def run_bench(config: BenchConfig, say=print) -> dict:
-    from pipeline.bench_layers import gemm_gflops, layer_report, network_multiply_adds
-
     check_device(config.device)
     if config.threads > 0:
         torch.set_num_threads(config.threads)

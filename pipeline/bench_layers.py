@@ -31,17 +31,18 @@ def gemm_gflops(size: int = 512, windows: int = 5, window_s: float = 0.4, device
     torch.mm(a, b)
     best = 0.0
     for _ in range(windows):
-        _sync(device)
+        sync_device(device)
         start, count = time.perf_counter(), 0
         while time.perf_counter() - start < window_s:
             torch.mm(a, b)
             count += 1
-        _sync(device)
+        sync_device(device)
         best = max(best, 2 * size ** 3 * count / (time.perf_counter() - start))
     return best / 1e9
 
 
-def _sync(device) -> None:
+def sync_device(device) -> None:
+    """Wait for queued GPU work, so that a timer reads the time the work took."""
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -88,7 +89,7 @@ class LayerTimer:
                     module.register_full_backward_hook(self._end(name, "backward"))]
 
     def _now(self) -> float:
-        _sync(self.device)
+        sync_device(self.device)
         return time.perf_counter()
 
     def _begin(self, name, phase):
@@ -125,10 +126,10 @@ def layer_report(model: nn.Module, step, batches: list, device: str = "cpu") -> 
         for images, *rest in batches:
             # an input that needs a gradient, so the first layer's backward hooks bracket its
             # backward (the C++ layer computes the input gradient either way)
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
             step((images.detach().requires_grad_(True), *rest))
-            _sync(device)
+            sync_device(device)
             total += time.perf_counter() - start
     finally:
         timer.remove()
