@@ -12,7 +12,7 @@ import re
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_prep import skips
+from common import skips
 
 Polygon = list[list[float]]
 

@@ -20,13 +20,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from data_prep import skips
+from common import skips
 from data_prep.geometry import GeometryError, box_polygon, crop_polygon, min_line_size, page_background
 from data_prep.readers import READERS, LineImageSpec, PageSpec
 from data_prep.readers.base import Spec, unique_ids
-from data_prep.records import (LineRecord, atomic_write_bytes, atomic_write_text, line_image_path,
-                               write_manifest)
-from data_prep.skips import SkipLog
+from common.files import atomic_write_bytes, atomic_write_text
+from data_prep.records import LineRecord, line_image_path, write_manifest
+from common.skips import SkipLog
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # large archival scans are legitimate input
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from data_prep.line_crops import PrepareOptions, prepare_source
-from data_prep.outlock import OutputError, claim_output
+from common.outlock import OutputError, claim_output
 from data_prep.readers import READERS
 from data_prep.synthetic.config import SyntheticConfig
 

@@ -28,8 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.cliconfig import CliConfig
-from data_prep.records import atomic_write_text, read_manifest
+from common.cliconfig import CliConfig
+from common.files import atomic_write_text
+from data_prep.records import read_manifest
 from lm.extend import EXTENSION, WORDLIST, extend_lexicon, learn_shapes, read_word_list, save_extension, surface_oov_rate
 from lm.folder import SPACE, TUNED, write_counts
 from lm.text import normalize, surface_words, tokenize

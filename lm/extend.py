@@ -185,7 +185,7 @@ def surface_oov_rate(lines: list[str], known: set[str]) -> float:
 
 def save_extension(out: Path, source: str, words: list[tuple[str, float]], shapes: list[Shape]) -> None:
     """``wordlist.txt`` (the words taken from the list) and ``extension.json`` (the shapes)."""
-    from data_prep.records import atomic_write_text
+    from common.files import atomic_write_text
     atomic_write_text(out / WORDLIST, "".join(f"{w}\t{max(1, round(c))}\n" for w, c in words))
     atomic_write_text(out / EXTENSION, json.dumps({"source": source, "shapes": [s.to_dict() for s in shapes]},
                                                   ensure_ascii=False, indent=1) + "\n")

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.records import atomic_write_text
+from common.files import atomic_write_text
 from lm.extend import load_extension
 
 SPACE = "<sp>"  # the space character in the character LM

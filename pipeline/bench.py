@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from data_prep.cliconfig import CliConfig
-from data_prep.records import atomic_write_text
+from common.cliconfig import CliConfig
+from common.files import atomic_write_text
 from pipeline.bench_layers import sync_device, gemm_gflops, layer_report, network_multiply_adds
 from pipeline.model import ModelConfig, build_model, count_parameters, int_list
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from data_prep import skips
+from common import skips
 from data_prep.records import LineRecord, read_manifest, resolve_image
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 
 BLANK = ""
 TOO_SHORT = "line too short for its label"

@@ -25,8 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep.outlock import OutputError, claim_output
-from data_prep.records import atomic_write_text
+from common.outlock import OutputError, claim_output
+from common.files import atomic_write_text
 from lm.folder import read_tuned
 from pipeline.decoders.base import Hypothesis
 from pipeline.decoders.config import DECODERS, LM_DECODERS, DecodeConfig

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from data_prep.records import atomic_write_text
+from common.files import atomic_write_text
 from pipeline.metrics import EditCounts, char_edits, edit_counts, read_texts, word_edits
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_prep.image_files import images_in
-from data_prep.records import read_toml
+from common.image_files import images_in
+from common.files import read_toml
 from pipeline.folders import DONE, TRAIN_LOG
 
 CONFIG_COPY = "config.toml"

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_prep.cliconfig import CliConfig
-from data_prep.records import atomic_write_bytes, atomic_write_text
+from common.cliconfig import CliConfig
+from common.files import atomic_write_bytes, atomic_write_text
 from pipeline.folders import MODEL_JSON, WEIGHTS
 
 ARCHS = ("mdlstm", "crnn")
@@ -58,6 +58,7 @@ class ModelConfig(CliConfig):
     sub_width: int = field(default=2, metadata={"help": "subsampling window/stride width of each conv layer"})
     sub_height: int = field(default=4, metadata={"help": "subsampling window/stride height of each conv layer"})
     mdlstm_init: float = field(default=0.0, metadata={"help": "MDLSTM weights start uniform in [-r, r] (RNNLIB, used by Graves and Pham: 0.1); 0: 1/sqrt(cells), as torch.nn.LSTM"})
+    mdlstm_forget_bias: float = field(default=0.0, metadata={"help": "shift of the initial biases of the two forget gates of every MDLSTM cell (negative: the cell state stays bounded at the start)"})
     mdlstm_impl: str = field(default="auto", metadata={"help": "2D-LSTM implementation", "choices": ("auto", "naive", "wavefront", "cpp")})
     crnn_conv: str = field(default="16,32,48,64", metadata={"help": "CRNN conv channels (3x3, batch norm, leaky ReLU)"})
     crnn_pools: int = field(default=3, metadata={"help": "CRNN: the first N conv layers are followed by 2x2 max pooling"})
@@ -180,7 +181,8 @@ class MDLSTMNet(nn.Module):
         self.lstms, self.drops, self.convs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         channels = config.block_width * config.block_height
         for i, (size, drop) in enumerate(zip(hidden, dropout_flags(len(hidden), config.dropout_where))):
-            self.lstms.append(MDLSTM2d(channels, size, impl=config.mdlstm_impl, init_range=config.mdlstm_init))
+            self.lstms.append(MDLSTM2d(channels, size, impl=config.mdlstm_impl, init_range=config.mdlstm_init,
+                                       forget_bias=config.mdlstm_forget_bias))
             self.drops.append(dropout_layer(config.dropout) if drop else nn.Identity())
             if i < len(convs):
                 window = (config.sub_height, config.sub_width)

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from data_prep.layout import SOFTWARE, software_version
-from data_prep.records import read_toml
+from common.files import read_toml
 from pipeline.folders import CONFIG_FILE, MODEL_JSON
 from pipeline.metrics import best_epoch_row
 

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_prep.cliconfig import CliConfig
-from data_prep.outlock import OutputError, claim_output
+from common.cliconfig import CliConfig
+from common.outlock import OutputError, claim_output
 from data_prep.records import iter_manifest
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 from pipeline.data import LineDataset, collate, load_lines, sorted_batches
 from pipeline.logits import LogitCache, save_logits
 from pipeline.model import load_model_folder

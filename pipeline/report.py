@@ -20,7 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest, resolve_image  # noqa: E402
+from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+
+from data_prep.records import read_manifest, resolve_image  # noqa: E402
 from lm.extend import surface_oov_summary  # noqa: E402
 from pipeline.evaluate import evaluate, paired_reduction, summary  # noqa: E402
 from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402

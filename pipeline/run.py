@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_prep.records import atomic_write_bytes, atomic_write_text
+from common.files import atomic_write_bytes, atomic_write_text
 from pipeline.experiment import TUNED, Experiment, load_experiment
 from pipeline.folders import (CONFIG_FILE, DONE, EXPORTED_FILES, LAST, TRAIN_LOG, WEIGHTS, can_resume, can_warm_start,
                               read_metrics)

@@ -44,15 +44,15 @@ from skimage.morphology import remove_small_objects
 from skimage.segmentation import watershed
 from tqdm import tqdm
 
-from data_prep import skips
+from common import skips
 from data_prep.layout import LayoutLine, PageLayout, Step, relative_image, single_region
 from data_prep.layout_formats import FORMATS, layout_bytes
-from data_prep.cliconfig import CliConfig
+from common.cliconfig import CliConfig
 from data_prep.geometry import Polygon
-from data_prep.image_files import images_in
-from data_prep.outlock import OutputError, claim_output
-from data_prep.records import atomic_write_bytes
-from data_prep.skips import SkipLog
+from common.image_files import images_in
+from common.outlock import OutputError, claim_output
+from common.files import atomic_write_bytes
+from common.skips import SkipLog
 from pipeline import rotation
 
 

@@ -33,8 +33,8 @@ from scipy.optimize import linear_sum_assignment
 from data_prep.geometry import polygon_mask
 from data_prep.readers import read_alto, read_pagexml
 from data_prep.readers.base import LineSpec, local_name, parse_xml, xml_files
-from data_prep.records import atomic_write_text
-from data_prep.skips import SkipLog
+from common.files import atomic_write_text
+from common.skips import SkipLog
 
 THRESHOLDS = (0.5, 0.75)
 UNANNOTATED_BELOW = 0.1  # share of a predicted line inside ground-truth lines

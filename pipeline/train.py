@@ -35,8 +35,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from data_prep.records import atomic_write_bytes, atomic_write_text, read_manifest
-from data_prep.skips import SkipLog
+from common.files import atomic_write_bytes, atomic_write_text
+
+from data_prep.records import read_manifest
+from common.skips import SkipLog
 from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
 from pipeline.decoders.greedy import greedy_decode
 from pipeline.finetune import initial_model, take_layout

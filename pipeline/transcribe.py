@@ -21,13 +21,14 @@ from pathlib import Path
 
 from lxml import etree
 
-from data_prep.image_files import images_in
+from common.image_files import images_in
 from data_prep.layout import LayoutLine, Step, Word, bounds, relative_image, single_region
 from data_prep.layout_formats import FORMATS, layout_bytes
 from data_prep.line_crops import PrepareOptions, process_page
 from data_prep.readers import read_alto
-from data_prep.records import atomic_write_bytes, atomic_write_text, write_manifest
-from data_prep.skips import SkipLog
+from common.files import atomic_write_bytes, atomic_write_text
+from data_prep.records import write_manifest
+from common.skips import SkipLog
 from lm.folder import read_tuned
 from pipeline.confidence import WordEvidence, evidence
 from pipeline.decoders.config import LM_DECODERS, DecodeConfig

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.records import atomic_write_text  # noqa: E402
+from common.files import atomic_write_text  # noqa: E402
 from lm.folder import read_tuned  # noqa: E402
 from pipeline.decoders.config import DECODERS, DecodeConfig  # noqa: E402
 from pipeline.decoders.pool import make_decoder  # noqa: E402

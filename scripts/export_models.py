@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.records import atomic_write_bytes, atomic_write_text  # noqa: E402
+from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from lm.extend import EXTENSION, WORDLIST, surface_oov_summary  # noqa: E402
 from pipeline import model_card as card_header  # noqa: E402
 from lm.folder import TUNED  # noqa: E402

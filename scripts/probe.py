@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data_prep.records import atomic_write_text  # noqa: E402
+from common.files import atomic_write_text  # noqa: E402
 
 WORK = ROOT / "work" / "probes"
 REPORTS = ROOT / "reports" / "probes"

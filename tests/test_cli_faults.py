@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.outlock import claim_output, lock_path
+from common.outlock import claim_output, lock_path
 from data_prep.records import read_manifest
 from lm.folder import LmDir
 from pipeline import recognize as recognize_module, segment
@@ -233,7 +233,7 @@ def test_recognize_and_decode_outputs_are_locked_too(tmp_path, lm_dir, capsys):
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from data_prep.outlock import claim_output\n"
+        [sys.executable, "-c", "import sys, time; from common.outlock import claim_output\n"
          f"with claim_output({str(out)!r}, 'htr prepare', folder=True):\n"
          "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:

@@ -25,7 +25,7 @@ from data_prep import line_crops as prepare
 from data_prep.geometry import min_line_size
 from data_prep.line_crops import PrepareOptions, prepare_source
 from data_prep.records import MAX_NAME
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 
 MUTANTS_PER_READER = 600
 COPISTE_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "copiste" / "dev"

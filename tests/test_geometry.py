@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_prep import skips
+from common import skips
 from data_prep.geometry import (MIN_LINE_HEIGHT, GeometryError, box_polygon, crop_polygon, format_points,
                                 min_line_size, page_background, parse_points, polygon_area, polygon_mask)
 from data_prep.records import MAX_NAME, line_image_path
-from data_prep.skips import one_line
+from common.skips import one_line
 
 
 def test_parse_points_reads_page_and_alto_forms():

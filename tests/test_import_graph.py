@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("data_prep", "pipeline", "lm", "scripts")
+PACKAGES = ("common", "data_prep", "pipeline", "lm", "scripts")
 
 
 def module_name(path: Path) -> str:
@@ -79,7 +79,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_the_projects_imports():
     graph = import_graph()
-    assert "pipeline.cli" in graph and "data_prep.records" in graph["pipeline.train"]
+    assert "pipeline.cli" in graph and {"data_prep.records", "common.files"} <= graph["pipeline.train"]
 
 
 def test_a_circle_is_found_when_there_is_one():
@@ -96,3 +96,12 @@ def test_training_does_not_import_inference():
     """Training measures its dev CER with the greedy decoder, which lives below both."""
     graph = import_graph()
     assert not graph["pipeline.train"] & {"pipeline.recognize", "pipeline.decode", "pipeline.transcribe"}
+
+
+FLOORS = ("common", "data_prep", "lm", "pipeline", "scripts")  # each may import only those before it
+
+
+def test_every_import_goes_down_the_floors_common_data_prep_lm_pipeline_scripts():
+    upward = sorted(f"{importer} -> {imported}" for importer, imports in import_graph().items() for imported in imports
+                    if FLOORS.index(imported.split(".")[0]) > FLOORS.index(importer.split(".")[0]))
+    assert not upward, "imports that run back up a floor: " + ", ".join(upward)

@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import INK, PAPER
 from data_prep.readers import read_alto, read_folder, read_iam, read_pagexml, read_rimes
 from data_prep.readers.base import LineImageSpec, PageSpec
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 
 ALTO_NS = {2: "http://www.loc.gov/standards/alto/ns-v2#",
            3: "http://www.loc.gov/standards/alto/ns-v3#",

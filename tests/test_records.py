@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_prep.cliconfig import CliConfig
-from data_prep.records import (LineRecord, atomic_write_text, read_manifest, resolve_image,
-                               write_manifest)
-from data_prep.skips import SkipLog
+from common.cliconfig import CliConfig
+from common.files import atomic_write_text
+from data_prep.records import LineRecord, read_manifest, resolve_image, write_manifest
+from common.skips import SkipLog
 
 
 def _records() -> list[LineRecord]:

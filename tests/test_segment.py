@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from data_prep.alto_writer import AltoLine, alto_document
 from data_prep.readers import read_alto
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 from pipeline import segment, segment_eval
 from pipeline.segment import SegmentConfig, segment_page
 

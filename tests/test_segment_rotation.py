@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from data_prep.readers import read_alto
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 from pipeline import rotation, segment_eval
 from pipeline.segment import SegmentConfig, segment_page
 from test_segment import make_page

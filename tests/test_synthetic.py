@@ -15,7 +15,7 @@ from PIL import Image
 
 from data_prep.readers import read_alto
 from data_prep.records import read_manifest
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 from data_prep.synthetic.config import SyntheticConfig
 from data_prep.synthetic.text import read_entries, sentences, split_sentences
 

@@ -225,7 +225,7 @@ def test_fine_tuning_from_a_missing_folder_is_one_line(tiny, tmp_path, capsys):
 
 
 def test_augmentation_depends_on_seed_epoch_and_line_not_on_load_order(tiny):
-    from data_prep.skips import SkipLog
+    from common.skips import SkipLog
     from pipeline.data import LineDataset, build_alphabet, load_lines
 
     alphabet = build_alphabet(TRAIN_TEXTS)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from data_prep.readers import read_alto, read_pagexml
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 from pipeline import transcribe as transcribe_module
 from pipeline.model import ModelConfig, build_model, save_model_folder
 from pipeline.transcribe import main

@@ -14,7 +14,7 @@ from PIL import Image
 from data_prep.layout import IdMaker, LayoutLine, PageLayout, Region, Step, Word, relative_image, xml_id
 from data_prep.layout_formats import layout_bytes
 from data_prep.readers import read_alto, read_pagexml
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 from pipeline import segment
 from test_segment import make_page
 from xmlcheck import check

@@ -9,10 +9,10 @@ from typing import Callable, Iterable, Iterator, Union
 
 from lxml import etree
 
-from data_prep import skips
+from common import skips
 from data_prep.geometry import GeometryError, Polygon
-from data_prep.image_files import IMAGE_SUFFIXES
-from data_prep.skips import SkipLog
+from common.image_files import IMAGE_SUFFIXES
+from common.skips import SkipLog
 
 
 

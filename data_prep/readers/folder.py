@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from data_prep import skips
-from data_prep.image_files import IMAGE_SUFFIXES
+from common import skips
+from common.image_files import IMAGE_SUFFIXES
 from data_prep.readers.base import LineImageSpec, clean_text, safe_id
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 
 
 def read_folder(path: Path, log: SkipLog) -> Iterator[LineImageSpec]:

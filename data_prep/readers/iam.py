@@ -13,11 +13,11 @@ import html
 from pathlib import Path
 from typing import Iterator
 
-from data_prep import skips
+from common import skips
 from data_prep.geometry import box_polygon, parse_number
 from data_prep.readers.base import (LineImageSpec, LineSpec, PageSpec, Spec, clean_text,
                                     parse_xml, safe_id, skip_geometry)
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 
 
 def read_iam(path: Path, log: SkipLog) -> Iterator[Spec]:

@@ -13,12 +13,12 @@ import math
 
 from lxml import etree
 
-from data_prep import skips
+from common import skips
 from data_prep.layout import IMAGE_PATH_KEY
 from data_prep.geometry import GeometryError, Polygon, parse_number, parse_points
 from data_prep.readers.base import (LineSpec, PageSpec, clean_text, find_page_image, local_name,
                                     parse_xml, safe_id, skip_geometry, unique_ids, xml_files)
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 
 
 def read_pagexml(path: Path, log: SkipLog) -> Iterator[PageSpec]:

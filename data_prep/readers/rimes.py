@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from data_prep import skips
+from common import skips
 from data_prep.geometry import GeometryError, box_polygon, parse_number
 from data_prep.readers.base import (LineSpec, PageSpec, clean_text, find_page_image,
                                     parse_xml, safe_id, skip_geometry, unique_ids, xml_files)
-from data_prep.skips import SkipLog
+from common.skips import SkipLog
 
 
 def read_rimes(path: Path, log: SkipLog) -> Iterator[PageSpec]:

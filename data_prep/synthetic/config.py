@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.cliconfig import CliConfig
+from common.cliconfig import CliConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

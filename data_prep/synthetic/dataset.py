@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from data_prep.alto_writer import alto_document
 from data_prep.line_crops import PrepareOptions, prepare_source
-from data_prep.records import LineRecord, atomic_write_bytes, atomic_write_text, read_manifest, write_manifest
+from common.files import atomic_write_bytes, atomic_write_text
+from data_prep.records import LineRecord, read_manifest, write_manifest
 from data_prep.synthetic.config import SyntheticConfig
 from data_prep.synthetic.fonts import find_fonts
 from data_prep.synthetic.page import compose_page, lines_per_page, random_layout, wrap_words

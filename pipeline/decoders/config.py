@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from data_prep.cliconfig import CliConfig
+from common.cliconfig import CliConfig
 
 DECODERS = ("greedy", "beam", "beam-lm", "lexicon", "char-lm")
 LM_DECODERS = ("beam-lm", "lexicon", "char-lm")

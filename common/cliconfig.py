@@ -47,7 +47,7 @@ class CliConfig:
                 for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
 
     def save(self, path: Path) -> None:
-        from data_prep.records import atomic_write_text
+        from common.files import atomic_write_text
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
