@@ -34,7 +34,8 @@ from pipeline.confidence import WordEvidence, evidence
 from pipeline.decoders.config import LM_DECODERS, DecodeConfig
 from pipeline.decoders.pool import make_decoder
 from pipeline.folders import MODEL_JSON, WEIGHTS
-from pipeline.segment import SegmentConfig, SegmentError, page_layout, segment_page
+from pipeline.segment import page_layout, segment_page
+from pipeline.segment_types import SegmentConfig, SegmentError
 
 LM_FILES = ("lm.bin", "lm.arpa", "char.bin", "char.arpa", "words.txt", "lexicon.txt", "tuned.json",
             "wordlist.txt", "extension.json")

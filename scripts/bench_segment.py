@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from common.skips import SkipLog  # noqa: E402
 from common.image_files import images_in  # noqa: E402
-from pipeline.segment import SegmentConfig, page_alto, segment_page  # noqa: E402
+from pipeline.segment import page_alto, segment_page  # noqa: E402
 from pipeline.segment_eval import evaluate, table  # noqa: E402
+from pipeline.segment_types import SegmentConfig  # noqa: E402
 
 
 def main() -> int:

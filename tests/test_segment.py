@@ -15,7 +15,8 @@ from data_prep.alto_writer import AltoLine, alto_document
 from data_prep.readers import read_alto
 from common.skips import SkipLog
 from pipeline import segment, segment_eval
-from pipeline.segment import SegmentConfig, segment_page
+from pipeline.segment import segment_page
+from pipeline.segment_types import SegmentConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FONT_FILE = REPO / "tools" / "fonts" / "fonts-ecolier-court" / "Ecolier-court.ttf"

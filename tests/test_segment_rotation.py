@@ -16,7 +16,9 @@ from PIL import Image
 from data_prep.readers import read_alto
 from common.skips import SkipLog
 from pipeline import rotation, segment_eval
-from pipeline.segment import SegmentConfig, segment_page
+from pipeline.segment import segment_page
+from pipeline.segment_ink import binarise
+from pipeline.segment_types import SegmentConfig
 from test_segment import make_page
 
 COPISTE_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "copiste" / "dev"
@@ -75,7 +77,6 @@ def test_without_the_rotation_search_a_20_degree_page_fails(tmp_path, upright_pa
 def test_upright_and_slightly_skewed_pages_are_left_to_the_deskew(tmp_path, angle):
     page = make_page(tmp_path / "page.png", 6, angle=angle, seed=8)
     gray = np.asarray(Image.open(page.path).convert("L"))
-    from pipeline.segment import binarise
     assert rotation.page_angle(binarise(gray, SegmentConfig()), 5.0, 45.0) == 0.0
 
 

@@ -16,6 +16,7 @@ from data_prep.layout_formats import layout_bytes
 from data_prep.readers import read_alto, read_pagexml
 from common.skips import SkipLog
 from pipeline import segment
+from pipeline.segment_types import SegmentConfig
 from test_segment import make_page
 from xmlcheck import check
 
@@ -131,7 +132,7 @@ def test_segment_writes_either_format_read_back_with_its_lines(tmp_path, fmt):
     assert segment.main([str(truth.path), "--out", str(out), "--format", fmt]) == 0
     root = check(out / "0001 (copy).xml", fmt)
     assert _image_name(root, fmt) == "0001 (copy).png"
-    result = segment.segment_page(truth.path, segment.SegmentConfig())
+    result = segment.segment_page(truth.path, SegmentConfig())
     spec = next(READ[fmt](out / "0001 (copy).xml", SkipLog(stream=None)))
     assert spec.image.resolve() == truth.path.resolve()
     assert len(spec.lines) == len(result.lines) == 3
