@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from common import skips
 from data_prep.records import LineRecord, read_manifest, resolve_image
 from common.skips import SkipLog
+from pipeline.augment import augment
 
 BLANK = ""
 TOO_SHORT = "line too short for its label"
@@ -118,16 +119,16 @@ def _load_line(manifest: Path, record: LineRecord, index: dict[str, int], height
 
 
 class LineDataset(torch.utils.data.Dataset):
-    """Normalised line images (cached in memory as uint8) with optional light augmentation.
+    """Normalised line images (cached in memory as uint8) with optional augmentation.
 
-    Augmentation draws from a generator seeded by (seed, epoch, line) (:meth:`set_epoch`),
-    not from the global RNG, so that it gives the same numbers whichever thread loads the
-    line and in whatever order (training loads the next batch in a background thread), and
-    a resumed run draws the same numbers: random width scaling (0.85-1.15), slant (shear
-    -0.3..0.3) and ink gain (0.7-1.0).
+    Augmentation (``augment``: a recipe of :mod:`pipeline.augment`, or None) draws from a
+    generator seeded by (seed, epoch, line) (:meth:`set_epoch`), not from the global RNG, so
+    that it gives the same numbers whichever thread loads the line and in whatever order
+    (training loads the next batch in a background thread), and a resumed run draws the
+    same numbers.
     """
 
-    def __init__(self, lines: list[Line], height: int, max_width: int, augment: bool = False, cache: bool = True):
+    def __init__(self, lines: list[Line], height: int, max_width: int, augment: str | None = None, cache: bool = True):
         self.lines, self.height, self.max_width = lines, height, max_width
         self.augment, self.cache = augment, cache
         self._cache: dict[int, np.ndarray] = {}
@@ -155,20 +156,8 @@ class LineDataset(torch.utils.data.Dataset):
         array = self.image(i)
         if self.augment:
             generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
-            array = augment(array, self.max_width, generator)
+            array = augment(array, self.max_width, generator, self.augment)
         return torch.from_numpy(array)[None], self.lines[i]
-
-
-def augment(array: np.ndarray, max_width: int, generator: torch.Generator | None = None) -> np.ndarray:
-    """Light geometric and intensity jitter of a normalised line."""
-    scale, shear, gain = (torch.rand(3, generator=generator) * torch.tensor([0.3, 0.6, 0.3]) + torch.tensor([0.85, -0.3, 0.7])).tolist()
-    height, width = array.shape
-    new_width = max(1, min(max_width, round(width * scale)))
-    image = Image.fromarray((array * 255).astype(np.uint8))
-    # x_in = x_out / scale + shear * (y - h/2): slant around the middle row
-    image = image.transform((new_width, height), Image.AFFINE,
-                            (width / new_width, shear, -shear * height / 2, 0, 1, 0), Image.BILINEAR)
-    return np.asarray(image, dtype=np.float32) / 255.0 * gain
 
 
 @dataclass

@@ -22,33 +22,31 @@ import io
 import json
 import math
 import os
-import random
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from common.files import atomic_write_bytes, atomic_write_text
+from common.files import atomic_write_text
 
-from data_prep.records import read_manifest
 from common.skips import SkipLog
-from pipeline.data import LineDataset, bucket_batches, build_alphabet, collate, load_lines, rank_share, sorted_batches
+from pipeline.augment import RECIPES
+from pipeline.data import LineDataset, bucket_batches, collate, load_lines, rank_share, sorted_batches
 from pipeline.decoders.greedy import greedy_decode
-from pipeline.finetune import initial_model, take_layout
-from pipeline.folders import (CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON, MODEL_JSON, WEIGHTS, can_warm_start,
-                              read_metrics)
-from pipeline.metrics import best_epoch_row, char_edits
-from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, save_model_folder
+from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON
+from pipeline.metrics import char_edits
+from pipeline.model import ModelConfig, build_model, count_parameters, save_model_folder
+from pipeline.train_state import Run, process_seed, rng_state, save_checkpoint, start_run
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULERS = ("none", "plateau")
+AUGMENTATIONS = RECIPES
 
 
 @dataclass
@@ -70,7 +68,8 @@ class TrainConfig(ModelConfig):
     max_minutes: float = field(default=0.0, metadata={"help": "stop after the epoch that passes this many minutes in this run (0: no limit)"})
     patience: int = field(default=30, metadata={"help": "early stopping: epochs without dev CER improvement, counted once the dev CER is below 100%% (0: never)"})
     clip: float = field(default=10.0, metadata={"help": "gradient-norm clipping (0: none)"})
-    augment: bool = field(default=False, metadata={"help": "light augmentation (width scale, slant, ink gain)"})
+    augment: bool = field(default=False, metadata={"help": "augment the training lines (recipe: --augmentation)"})
+    augmentation: str = field(default="light", metadata={"help": "augmentation recipe: light (width scale, slant, ink gain) or full (also affine, grid distortion, erosion/dilation, contrast, noise; albumentations)", "choices": AUGMENTATIONS})
     seed: int = field(default=1, metadata={"help": "random seed (weights, data order, dropout, augmentation)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: cores / processes)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
@@ -127,21 +126,6 @@ def make_scheduler(config: TrainConfig, optimizer):
     return None
 
 
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def gather_rng(d: Dist) -> list[dict]:
     """Every rank's RNG state (rank 0 stores them all so each rank resumes its own)."""
     if d.world == 1:
@@ -176,7 +160,7 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
                 config: TrainConfig, d: Dist, epoch: int) -> EpochStats:
     """One pass; batches whose loss or gradient is NaN/inf are skipped (same on all ranks)."""
     model.train()
-    dataset.set_epoch(config.seed * 7919 + d.rank, epoch)  # per-rank augmentation
+    dataset.set_epoch(process_seed(config.seed, d.rank), epoch)  # per-rank augmentation
     total_loss, lines, bad = 0.0, 0, 0
     start = time.perf_counter()
     bar = tqdm(prefetched(batches, dataset), total=len(batches), desc=f"epoch {epoch}", unit="batch",
@@ -235,12 +219,6 @@ def write_metrics(out: Path, metrics: list[dict]) -> None:
         atomic_write_text(out / METRICS_CSV, buffer.getvalue())
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def broadcast_flag(flag: bool, d: Dist) -> bool:
     """Rank 0's decision (e.g. a wall-clock limit) for every rank."""
     if d.world == 1:
@@ -248,38 +226,6 @@ def broadcast_flag(flag: bool, d: Dist) -> bool:
     tensor = torch.tensor([float(flag)], device=d.device)
     dist.broadcast(tensor, 0)
     return bool(tensor.item())
-
-
-def load_state(out: Path, config: TrainConfig) -> dict:
-    """The last checkpoint of the run in ``out``; its model layout must match ``config``.
-    Without ``last.pt``, a model folder with its metrics (e.g. one exported to git) gives a
-    warm state: its weights and epoch count, no optimiser state (see :func:`warm_state`)."""
-    if (out / LAST).is_file():
-        state = torch.load(out / LAST, map_location="cpu", weights_only=False)
-    elif can_warm_start(out):
-        state = warm_state(out)
-    else:
-        raise FileNotFoundError(f"{out / LAST}: no checkpoint to resume from (nor a model folder with metrics.json)")
-    saved = {**ModelConfig().to_dict(), **state["model_config"]}  # layout flags added since take their defaults
-    if saved != {**model_config_of(config).to_dict(), "mdlstm_impl": saved["mdlstm_impl"]}:
-        raise ValueError(f"{out / LAST}: the model flags differ from the saved run's; resume without them")
-    return state
-
-
-def warm_state(out: Path) -> dict:
-    """Resume state from a model folder without ``last.pt``: the best weights, the epoch count
-    and early-stopping counters rebuilt from ``metrics.json``; the optimiser starts afresh
-    at the last learning rate (checkpoints are not committed, model folders are)."""
-    description = json.loads((out / MODEL_JSON).read_text(encoding="utf-8"))
-    metrics = read_metrics(out)
-    best = best_epoch_row(metrics)
-    epoch = metrics[-1]["epoch"] if metrics else 0
-    best_cer = best["dev_cer"] if best else math.inf
-    progress = {"epoch": epoch, "best_cer": best_cer, "best_epoch": best["epoch"] if best else 0,
-                "bad_epochs": epoch - best["epoch"] if best and best_cer < 100.0 else 0, "metrics": metrics}
-    return {"warm": True, "model": torch.load(out / WEIGHTS, map_location="cpu", weights_only=True),
-            "alphabet": description["alphabet"], "model_config": description["config"], "progress": progress,
-            "lr": metrics[-1]["lr"] if metrics else None}
 
 
 def train(config: TrainConfig, resume: bool = False) -> nn.Module:
@@ -291,117 +237,89 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     threads = config.threads or max(1, (os.cpu_count() or 1) // d.world)
     torch.set_num_threads(threads)
     out = Path(config.out)
-    state = load_state(out, config) if resume else None
+    run = start_run(config, resume, lambda classes: build(config, classes, d), d.rank, d.main)
     log = SkipLog(stream=sys.stderr if d.main else None)
-    texts = [r.text for r in read_manifest(config.train)]
-    alphabet = state["alphabet"] if state else build_alphabet(texts)
-    init = None
-    if config.init is not None and not state:
-        init = initial_model(config.init, texts, config.seed)
-        take_layout(config, init.config)
-        config.check()
-        alphabet = init.alphabet
-
-    torch.manual_seed(config.seed)
-    model = build_model(config, len(alphabet)).to(d.device)
-    if init is not None:
-        model.load_state_dict(init.state)
-        if d.main:
-            print(f"htr train: fine-tuning {config.init} ({len(alphabet) - 1 - len(init.added)} symbols"
-                  + (f", {len(init.added)} new: {''.join(init.added)!r}" if init.added else "") + ")", file=sys.stderr)
-    train_lines = load_lines(config.train, alphabet, config.height, config.max_width, model.frames, log)
-    dev_lines = load_lines(config.dev, alphabet, config.height, config.max_width, None, log) if config.dev else []
+    frames = run.model.frames
+    train_lines = load_lines(config.train, run.alphabet, config.height, config.max_width, frames, log)
+    dev_lines = load_lines(config.dev, run.alphabet, config.height, config.max_width, None, log) if config.dev else []
     if not train_lines:
         raise ValueError(f"{config.train}: no usable training line")
     train_set = LineDataset(train_lines, config.height, config.max_width, augment=config.augment)
     dev_set = LineDataset(dev_lines, config.height, config.max_width)
-    optimizer = make_optimizer(config, model.parameters())
-    scheduler = make_scheduler(config, optimizer)
-    progress = {"epoch": 0, "best_cer": math.inf, "best_epoch": 0, "bad_epochs": 0, "metrics": []}
-    if state and state.get("warm"):
-        model.load_state_dict(state["model"])
-        for group in optimizer.param_groups:
-            group["lr"] = state["lr"] or group["lr"]
-        progress = state["progress"]
-        torch.manual_seed(config.seed * 7919 + d.rank + 104_729 * progress["epoch"])
-        random.seed(config.seed + d.rank + progress["epoch"])
-        np.random.seed(config.seed + d.rank + progress["epoch"])
-        if d.main:
-            print(f"htr train: no {out / LAST}: continuing from the best weights (epoch {progress['best_epoch']}) "
-                  f"after epoch {progress['epoch']}, with a fresh optimiser at lr {optimizer.param_groups[0]['lr']:g}",
-                  file=sys.stderr)
-    elif state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        progress = state["progress"]
-        set_rng_state(state["rng"][min(d.rank, len(state["rng"]) - 1)])
-    else:
-        torch.manual_seed(config.seed * 7919 + d.rank)  # per-rank dropout/augmentation stream
-        random.seed(config.seed + d.rank)
-        np.random.seed(config.seed + d.rank)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / CONFIG_FILE)
         skipped = log.summary()
         if skipped["lines_skipped"]:
             print(f"htr train: {skipped['lines_skipped']} lines skipped {skipped['line_skip_reasons']}", file=sys.stderr)
-        print(f"htr train: {len(train_lines)} train / {len(dev_lines)} dev lines, {len(alphabet) - 1} symbols, "
-              f"{config.arch} {count_parameters(model)} parameters, {d.world} process(es) x {threads} threads",
+        print(f"htr train: {len(train_lines)} train / {len(dev_lines)} dev lines, {len(run.alphabet) - 1} symbols, "
+              f"{config.arch} {count_parameters(run.model)} parameters, {d.world} process(es) x {threads} threads",
               file=sys.stderr)
-    net = model
+    net = run.model
     if d.world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(run.model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
     widths = [line.width for line in train_lines]
     started = time.perf_counter()
-    while progress["epoch"] < config.max_epochs:
-        if config.patience and progress["bad_epochs"] >= config.patience:
+    state = run.state
+    while state.epoch < config.max_epochs:
+        if config.patience and state.bad_epochs >= config.patience:
             if d.main:
-                print(f"htr train: early stop, {progress['bad_epochs']} epochs without a better dev CER "
+                print(f"htr train: early stop, {state.bad_epochs} epochs without a better dev CER "
                       "(--patience 0 to go on)", file=sys.stderr)
             break
-        epoch = progress["epoch"] + 1
+        epoch = state.epoch + 1
         batches = rank_share(bucket_batches(widths, config.batch_size, config.seed, epoch), d.rank, d.world)
-        stats = train_epoch(net, ctc, optimizer, train_set, batches, config, d, epoch)
-        cer = evaluate(model, dev_set, alphabet, d, config.batch_size * 2) if dev_lines else math.nan
-        improved = not dev_lines or cer < progress["best_cer"]
-        progress["epoch"] = epoch
-        if improved:
-            progress.update(best_cer=cer if dev_lines else math.inf, best_epoch=epoch, bad_epochs=0)
-        elif progress["best_cer"] < 100.0:  # no patience count in CTC's early all-blank phase
-            progress["bad_epochs"] += 1
-        if scheduler is not None and dev_lines and progress["best_cer"] < 100.0:  # nor learning-rate cuts
-            scheduler.step(cer)
-        row = {"epoch": epoch, "train_loss": round(stats.loss, 5), "dev_cer": round(cer, 3) if dev_lines else None,
-               "lines_per_s": round(stats.lines / max(stats.seconds, 1e-9), 2), "epoch_seconds": round(stats.seconds, 1),
-               "lr": optimizer.param_groups[0]["lr"], "bad_batches": stats.bad_batches,
-               "minutes": round((time.perf_counter() - started) / 60, 2)}
-        progress["metrics"].append(row)
+        stats = train_epoch(net, ctc, run.optimizer, train_set, batches, config, d, epoch)
+        cer = evaluate(run.model, dev_set, run.alphabet, d, config.batch_size * 2) if dev_lines else math.nan
+        improved = state.end_epoch(epoch, cer, bool(dev_lines))
+        if run.scheduler is not None and dev_lines and state.past_blank_phase:  # no cuts in the all-blank phase
+            run.scheduler.step(cer)
+        row = epoch_row(epoch, stats, cer if dev_lines else None, run, started)
+        state.metrics.append(row)
         rngs = gather_rng(d)
         if d.main:
-            if improved:
-                save_model_folder(out, config, alphabet, model)
-            save_checkpoint(out / LAST, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "progress": progress, "rng": rngs, "alphabet": alphabet,
-                "model_config": model_config_of(config).to_dict()})
-            write_metrics(out, progress["metrics"])
-            dev_text = f"dev CER {cer:.2f}%" if dev_lines else "no dev set"
-            print(f"epoch {epoch}: loss {stats.loss:.4f}, {dev_text}, {row['lines_per_s']} lines/s"
-                  + (f", {stats.bad_batches} NaN/inf batches skipped" if stats.bad_batches else ""), file=sys.stderr)
+            save_epoch(out, config, run, rngs, improved)
+            print(epoch_message(epoch, stats, cer if dev_lines else None, row), file=sys.stderr)
         over_time = config.max_minutes > 0 and time.perf_counter() - started > 60 * config.max_minutes
         if broadcast_flag(over_time, d):
             break
     if d.main:
-        kept = (f"best dev CER {progress['best_cer']:.2f}% at epoch {progress['best_epoch']}" if dev_lines
-                else f"no dev set: the last epoch ({progress['epoch']}) is the model")
+        kept = (f"best dev CER {state.best_cer:.2f}% at epoch {state.best_epoch}" if dev_lines
+                else f"no dev set: the last epoch ({state.epoch}) is the model")
         print(f"htr train: {kept} -> {out}", file=sys.stderr)
     if d.world > 1:
         dist.barrier()  # rank 0 has written its files: leave together, so no rank tears gloo down early
-    return model
+    return run.model
+
+
+def build(config: TrainConfig, classes: int, d: Dist):
+    """The network, its optimiser and scheduler (what :func:`start_run` restores into)."""
+    model = build_model(config, classes).to(d.device)
+    optimizer = make_optimizer(config, model.parameters())
+    return model, optimizer, make_scheduler(config, optimizer)
+
+
+def epoch_row(epoch: int, stats: EpochStats, cer: float | None, run: Run, started: float) -> dict:
+    """One row of metrics.json / metrics.csv."""
+    return {"epoch": epoch, "train_loss": round(stats.loss, 5), "dev_cer": round(cer, 3) if cer is not None else None,
+            "lines_per_s": round(stats.lines / max(stats.seconds, 1e-9), 2), "epoch_seconds": round(stats.seconds, 1),
+            "lr": run.optimizer.param_groups[0]["lr"], "bad_batches": stats.bad_batches,
+            "minutes": round((time.perf_counter() - started) / 60, 2)}
+
+
+def save_epoch(out: Path, config: TrainConfig, run: Run, rngs: list[dict], improved: bool) -> None:
+    """Rank 0's files after an epoch: the model folder when it improved, last.pt, metrics."""
+    if improved:
+        save_model_folder(out, config, run.alphabet, run.model)
+    save_checkpoint(out / LAST, run.checkpoint(rngs, config))
+    write_metrics(out, run.state.metrics)
+
+
+def epoch_message(epoch: int, stats: EpochStats, cer: float | None, row: dict) -> str:
+    dev_text = f"dev CER {cer:.2f}%" if cer is not None else "no dev set"
+    return (f"epoch {epoch}: loss {stats.loss:.4f}, {dev_text}, {row['lines_per_s']} lines/s"
+            + (f", {stats.bad_batches} NaN/inf batches skipped" if stats.bad_batches else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,8 @@ def strip_timing(metrics: list[dict]) -> list[dict]:
 def test_resume_continues_exactly(tiny, tmp_path, arch):
     """Stopping after epoch 1 and resuming gives the same weights, optimiser state and
     metrics as an uninterrupted run (dropout, augmentation and data order included)."""
-    flags = ["--arch", arch, "--augment", "--dropout-where", "all", "--scheduler", "plateau"]
+    flags = ["--arch", arch, "--augment", "--augmentation", "full" if arch == "mdlstm" else "light",
+             "--dropout-where", "all", "--scheduler", "plateau"]
     assert run_train(tiny, tmp_path / "straight", "--max-epochs", "3", *flags) == 0
     assert run_train(tiny, tmp_path / "split", "--max-epochs", "1", *flags) == 0
     assert train_module.main(["--resume", "--out", str(tmp_path / "split"), "--max-epochs", "3"]) == 0
@@ -224,13 +225,14 @@ def test_fine_tuning_from_a_missing_folder_is_one_line(tiny, tmp_path, capsys):
     assert err[-1].startswith("htr train: ") and "model.json" in err[-1]
 
 
-def test_augmentation_depends_on_seed_epoch_and_line_not_on_load_order(tiny):
+@pytest.mark.parametrize("recipe", ["light", "full"])
+def test_augmentation_depends_on_seed_epoch_and_line_not_on_load_order(tiny, recipe):
     from common.skips import SkipLog
     from pipeline.data import LineDataset, build_alphabet, load_lines
 
     alphabet = build_alphabet(TRAIN_TEXTS)
     lines = load_lines(tiny["train"], alphabet, 16, 512, None, SkipLog(stream=None))
-    data = LineDataset(lines, 16, 512, augment=True)
+    data = LineDataset(lines, 16, 512, augment=recipe)
     data.set_epoch(7, 1)
     forward = [data[i][0] for i in range(len(lines))]
     backward = [data[i][0] for i in reversed(range(len(lines)))][::-1]
