@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models bench probe clean help
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -66,6 +66,14 @@ COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québ
 
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
 	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
+
+COPISTE_MODELS := $(WORK)/experiments/copiste/models
+copiste-next:  ## save the best weights so far of each unfinished Copiste training into models/copiste-next (a fresh checkout continues from there)
+	@for folder in $(COPISTE_MODELS)/*/; do variant=$$(basename $$folder); \
+	  if [ -f $$folder/weights.pt ] && [ -f $$folder/metrics.json ]; then \
+	    mkdir -p models/copiste-next/$$variant && \
+	    cp $$folder/{model.json,weights.pt,metrics.json,metrics.csv,train_config.json} models/copiste-next/$$variant/ && \
+	    echo "copiste-next: $$variant ($$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(f'{len(m)} epochs, best dev CER', min(r['dev_cer'] for r in m))" $$folder/metrics.json))"; fi; done
 
 report: setup  ## write the report of the experiment
 	$(HTR) report $(WORK)/experiments/synthetic
