@@ -36,6 +36,7 @@ from tqdm import tqdm
 from common.files import atomic_write_text
 
 from common.skips import SkipLog
+from data_prep.records import read_manifest
 from pipeline.augment import RECIPES
 from pipeline.data import LineDataset, bucket_batches, collate, load_lines, rank_share, sorted_batches
 from pipeline.decoders.greedy import greedy_decode
@@ -237,14 +238,16 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     threads = config.threads or max(1, (os.cpu_count() or 1) // d.world)
     torch.set_num_threads(threads)
     out = Path(config.out)
-    run = start_run(config, resume, lambda classes: build(config, classes, d), d.rank, d.main)
+    texts = lambda: [record.text for record in read_manifest(config.train)]  # noqa: E731
+    run = start_run(config, resume, texts, lambda classes: build(config, classes, d), d.rank, d.main)
     log = SkipLog(stream=sys.stderr if d.main else None)
     frames = run.model.frames
     train_lines = load_lines(config.train, run.alphabet, config.height, config.max_width, frames, log)
     dev_lines = load_lines(config.dev, run.alphabet, config.height, config.max_width, None, log) if config.dev else []
     if not train_lines:
         raise ValueError(f"{config.train}: no usable training line")
-    train_set = LineDataset(train_lines, config.height, config.max_width, augment=config.augment)
+    recipe = config.augmentation if config.augment else None
+    train_set = LineDataset(train_lines, config.height, config.max_width, augment=recipe)
     dev_set = LineDataset(dev_lines, config.height, config.max_width)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
