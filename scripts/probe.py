@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/probe.py NAME --epochs 10 [--threads 1] -- [htr train flags]
     .venv/bin/python scripts/probe.py --summary          # table + plot from what is there
+    .venv/bin/python scripts/probe.py NAME --record MODEL_DIR -- [its flags]   # a training run elsewhere
 
 Each probe trains with ``htr train`` into ``work/probes/NAME`` (checkpoints stay there, out
 of git; rerun the same command to continue an interrupted probe) on the Copiste line manifests
@@ -47,9 +48,9 @@ def train_command(name: str, epochs: int, threads: int, flags: list[str]) -> lis
     return command + ["--train", str(TRAIN), "--dev", str(DEV), "--patience", "0", *flags]
 
 
-def probe_rows(name: str, threads: int) -> list[dict]:
-    """The probe's metrics with cumulative training CPU-minutes."""
-    metrics = json.loads((WORK / name / "metrics.json").read_text(encoding="utf-8"))
+def probe_rows(folder: Path, threads: int) -> list[dict]:
+    """The metrics of the training in ``folder`` with cumulative training CPU-minutes."""
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     rows, cpu = [], 0.0
     for row in metrics:
         cpu += row["epoch_seconds"] * threads / 60
@@ -58,14 +59,16 @@ def probe_rows(name: str, threads: int) -> list[dict]:
     return rows
 
 
-def write_probe(name: str, threads: int, flags: list[str], command: list[str]) -> None:
-    rows = probe_rows(name, threads)
+def write_probe(name: str, threads: int, flags: list[str], command: list[str], folder: Path | None = None) -> None:
+    rows = probe_rows(folder or WORK / name, threads)
     REPORTS.mkdir(parents=True, exist_ok=True)
     lines = [",".join(rows[0])] + [",".join(str(row[key]) for key in rows[0]) for row in rows]
     atomic_write_text(REPORTS / f"{name}.csv", "\n".join(lines) + "\n")
     described = {"name": name, "flags": flags, "threads": threads,
                  "command": " ".join(["scripts/probe.py", name, "--epochs", str(rows[-1]["epoch"]),
                                       "--threads", str(threads), "--", *flags])}
+    if folder is not None:  # recorded, not trained, by this script
+        described["command"] = " ".join(["scripts/probe.py", name, "--record", str(folder), "--threads", str(threads), "--", *flags])
     atomic_write_text(REPORTS / f"{name}.json", json.dumps(described, indent=1) + "\n")
     print(f"probe {name}: {len(rows)} epochs, dev CER {rows[-1]['dev_cer']}% at {rows[-1]['cpu_minutes']} CPU-min; "
           f"trained by {' '.join(command[1:3])}", file=sys.stderr)
@@ -138,8 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10, help="train up to this many epochs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the training")
     parser.add_argument("--summary", action="store_true", help="only rebuild summary.md and probes.png")
+    parser.add_argument("--record", type=Path, metavar="MODEL_DIR",
+                        help="train nothing: record the epochs that a training elsewhere (e.g. an experiment's "
+                             "model folder) has done so far as probe NAME; the flags after -- name its recipe")
     args = parser.parse_args(own)
     if args.summary or not args.name:
+        write_summary()
+        return 0
+    if args.record is not None:
+        if not (args.record / "metrics.json").is_file():
+            print(f"probe: {args.record / 'metrics.json'} is missing: nothing to record", file=sys.stderr)
+            return 1
+        write_probe(args.name, args.threads, flags, ["htr", "train", "(recorded)"], args.record)
         write_summary()
         return 0
     for manifest in (TRAIN, DEV):

@@ -51,3 +51,17 @@ def test_probe_files_summary_and_plot(probe):
     assert "| base | (defaults) | 80.0 | 55.0 |  | 10 | 55.0 | 25 |" in table
     assert "| fast | `--lr 0.003` | 50.0 |  |  | 6 | 45.0 | 12 |" in table
     assert (probe.REPORTS / "probes.png").stat().st_size > 1000
+
+
+def test_a_training_run_elsewhere_is_recorded_as_a_probe_without_training(probe, tmp_path):
+    run = tmp_path / "experiment" / "models" / "dropout-all"
+    run.mkdir(parents=True)
+    rows = [{"epoch": k + 1, "dev_cer": cer, "train_loss": 3.0, "lines_per_s": 30.0, "epoch_seconds": 120}
+            for k, cer in enumerate([100, 90, 70])]
+    (run / "metrics.json").write_text(json.dumps(rows))
+    assert probe.main(["recipe", "--record", str(run), "--", "--batch-size", "4"]) == 0
+    described = json.loads((probe.REPORTS / "recipe.json").read_text())
+    assert described["flags"] == ["--batch-size", "4"] and "--record" in described["command"]
+    assert (probe.REPORTS / "recipe.csv").read_text().splitlines()[-1] == "3,70,3.0,30.0,6.0"
+    assert not (probe.WORK / "recipe").exists()
+    assert probe.main(["missing", "--record", str(tmp_path / "nowhere")]) == 1
