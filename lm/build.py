@@ -32,7 +32,7 @@ from common.cliconfig import CliConfig
 from common.files import atomic_write_text
 from data_prep.records import read_manifest
 from lm.extend import EXTENSION, WORDLIST, extend_lexicon, learn_shapes, read_word_list, save_extension, surface_oov_rate
-from lm.folder import SPACE, TUNED, write_counts
+from lm.folder import SPACE, folder_tuned, write_counts
 from lm.text import normalize, surface_words, tokenize
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +175,6 @@ def build(texts: list[Path], out: Path, config: LmConfig, dev: Path | None = Non
         for name in ("lm.arpa", "lm.bin", "char.arpa", "char.bin"):
             if (tmp / name).exists():
                 (tmp / name).replace(out / name)
-    (out / TUNED).unlink(missing_ok=True)  # weights tuned for the previous models
     write_counts(out / "lexicon.txt", lexicon)
     write_counts(out / "words.txt", words)
     extension = write_extension(out, words, set(lexicon), config, stats)
@@ -190,6 +189,10 @@ def build(texts: list[Path], out: Path, config: LmConfig, dev: Path | None = Non
         if extension:
             stats["dev"]["extended_surface_oov_rate"] = round(surface_oov_rate(dev_lines, set(words) | extension), 5)
     atomic_write_text(out / "lm.json", json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+    stale = folder_tuned(out)
+    if stale is not None:  # an earlier version's htr tune wrote it here; htr lm leaves what it did not write
+        print(f"htr lm: {stale} (LM weights tuned before this build) is kept, as htr lm removes only what it "
+              "wrote; htr decode reads it when given no --tuned: retune with 'htr tune ... --out FILE'", file=sys.stderr)
     return stats
 
 

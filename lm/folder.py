@@ -1,13 +1,19 @@
-"""The LM folder: what ``htr lm`` writes (:mod:`lm.build`), ``htr tune`` adds, and every
-LM decoder reads.  The reader sits here, beside the file names and the counts format
-the writer uses, so the decoders never reach into the builder.
+"""The LM folder: what ``htr lm`` writes (:mod:`lm.build`) and every LM decoder reads, and
+the tuned-weights file of ``htr tune``.  The reader sits here, beside the file names and the
+counts format the writer uses, so the decoders never reach into the builder.
 
 * ``lexicon.txt``, ``words.txt``: ``token<TAB>count`` lines (:func:`write_counts`);
 * ``lm.bin`` (or ``lm.arpa``): the word-token n-gram; ``char.bin`` (or ``char.arpa``)
   the character n-gram, space written :data:`SPACE`;
 * ``lm.json``: settings and statistics; ``wordlist.txt`` + ``extension.json``: the
   lexicon extension (:mod:`lm.extend`);
-* ``tuned.json``: per decoder, the LM weight and word bonus ``htr tune`` chose.
+* ``tuned.json``: only in LM folders of earlier versions, where ``htr tune`` wrote its
+  weights, and in exported ones (``scripts/export_models.py``): read by ``htr decode`` when
+  it is given no ``--tuned`` file (:func:`folder_tuned`).
+
+Tuned weights (``htr tune --out FILE``, read by ``htr decode --tuned FILE``) are a file of their
+own, ``{decoder: {"lm_weight", "word_bonus", "wer", "cer", ..., "tried": [...]}}``, kept
+apart from the LM folder, which ``htr lm`` rebuilds.
 """
 from __future__ import annotations
 
@@ -84,17 +90,36 @@ class LmDir:
         return words, {t: math.log(c / total) for t, c in counts.items()}
 
 
-def read_tuned(lm_path: Path, decoder: str) -> dict:
-    """The values ``htr tune`` stored for ``decoder`` in ``LM_DIR/tuned.json`` ({} if none)."""
-    tuned = Path(lm_path) / TUNED
-    if not tuned.is_file():
-        return {}
-    return json.loads(tuned.read_text(encoding="utf-8")).get(decoder, {})
+def _tuned_entries(path: Path) -> dict:
+    try:
+        tuned = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: tuned weights not found; write them with 'htr tune ... --out {path}'") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a tuned-weights file ({error}); rewrite it with 'htr tune ... --out {path}'") from None
+    if not isinstance(tuned, dict):
+        raise ValueError(f"{path}: not a tuned-weights file (not a JSON object); rewrite it with 'htr tune ... --out {path}'")
+    return tuned
 
 
-def write_tuned(lm_path: Path, decoder: str, entry: dict) -> None:
-    """Store ``entry`` for ``decoder`` in ``LM_DIR/tuned.json``, keeping the other decoders'."""
-    path = Path(lm_path) / TUNED
-    tuned = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+def read_tuned(path: Path, decoder: str) -> dict:
+    """The values ``htr tune`` stored for ``decoder`` in the tuned-weights file ``path`` ({} if
+    it holds none for that decoder)."""
+    return _tuned_entries(path).get(decoder, {})
+
+
+def write_tuned(path: Path, decoder: str, entry: dict) -> None:
+    """Store ``entry`` for ``decoder`` in the tuned-weights file ``path``, keeping the other
+    decoders' (a file that does not read as one is replaced)."""
+    try:
+        tuned = _tuned_entries(path)
+    except (FileNotFoundError, ValueError):
+        tuned = {}
     tuned[decoder] = entry
-    atomic_write_text(path, json.dumps(tuned, indent=2) + "\n")
+    atomic_write_text(Path(path), json.dumps(tuned, indent=2) + "\n")
+
+
+def folder_tuned(lm_path: Path) -> Path | None:
+    """``LM_DIR/tuned.json`` if the LM folder holds one (an older or an exported LM folder), else None."""
+    path = Path(lm_path) / TUNED
+    return path if path.is_file() else None

@@ -27,9 +27,8 @@ import numpy as np
 
 from common.outlock import OutputError, claim_output
 from common.files import atomic_write_text
-from lm.folder import read_tuned
 from pipeline.decoders.base import Hypothesis
-from pipeline.decoders.config import DECODERS, LM_DECODERS, DecodeConfig
+from pipeline.decoders.config import DECODERS, LM_DECODERS, DecodeConfig, tuned_config, tuned_source
 from pipeline.decoders.pool import decode_all, make_decoder
 
 __all__ = ["DECODERS", "LM_DECODERS", "DecodeConfig", "Hypothesis", "decode_all", "make_decoder", "main",
@@ -63,14 +62,10 @@ def confidence_path(out: Path) -> Path:
     return Path(out).with_name(Path(out).stem + ".conf.jsonl")
 
 
-def resolve_config(args: argparse.Namespace, lm_path: Path | None) -> DecodeConfig:
-    """Defaults < the LM directory's tuned.json (for this decoder) < command-line flags."""
-    decoder = args.decoder or DecodeConfig.decoder
-    base = DecodeConfig(decoder=decoder)
-    if lm_path is not None and decoder in LM_DECODERS:
-        tuned = read_tuned(lm_path, decoder)
-        base = DecodeConfig(decoder=decoder, **{k: tuned[k] for k in ("lm_weight", "word_bonus") if k in tuned})
-    return DecodeConfig.from_args(args, base)
+def resolve_config(args: argparse.Namespace, lm_path: Path | None, tuned: Path | None = None) -> DecodeConfig:
+    """Defaults < the tuned weights for this decoder (``tuned``, else the LM folder's own
+    tuned.json: :func:`pipeline.decoders.config.tuned_source`) < command-line flags."""
+    return DecodeConfig.from_args(args, tuned_config(args.decoder or DecodeConfig.decoder, tuned, lm_path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="htr decode",
         description="Decode a log-probability cache (written by 'htr recognize') into text lines. "
                     "Output: one 'id<TAB>text' line per input line.  LM decoders take their "
-                    "--lm-weight/--word-bonus defaults from DIR/tuned.json when 'htr tune' wrote one.")
+                    "--lm-weight/--word-bonus defaults from --tuned FILE (written by 'htr tune --out FILE'), "
+                    "else from the LM directory's own tuned.json when it has one (older or exported LM folders).")
     parser.add_argument("--logits", type=Path, required=True, help="log-probability cache (.npz)")
     parser.add_argument("--lm", type=Path, help="LM directory built by 'htr lm' (beam-lm, lexicon, char-lm)")
+    parser.add_argument("--tuned", type=Path, help="tuned LM weight and word bonus (the file 'htr tune --out' wrote)")
     parser.add_argument("--out", type=Path, required=True, help="hypothesis file (id<TAB>text)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--confidences", action="store_true",
@@ -91,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.logits import load_logits
     try:
         with claim_output(args.out, "htr decode"):
-            config = resolve_config(args, args.lm)
+            config = resolve_config(args, args.lm, args.tuned)
             cache = load_logits(args.logits)
             if not cache.ids:  # before any language model is loaded
                 raise ValueError(f"{args.logits}: the cache holds no line; nothing to decode, nothing written")
@@ -101,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"htr decode: {error}", file=sys.stderr)
         return 1
     fallbacks = sum(h.fallback for h in hypotheses)
+    source = tuned_source(args.tuned, args.lm) if config.decoder in LM_DECODERS else None
     print(f"{args.out}: {len(hypotheses)} lines decoded with {config.decoder} "
-          f"(lm_weight {config.lm_weight}, word_bonus {config.word_bonus})"
+          f"(lm_weight {config.lm_weight}, word_bonus {config.word_bonus}"
+          + (f"; tuned weights {source}" if source is not None else "") + ")"
           + (f"; {fallbacks} lines hit --line-seconds and were redone with beam 8" if fallbacks else ""))
     return 0
 

@@ -9,7 +9,8 @@ all three ask :class:`ExperimentFolder` for a path instead of spelling it, as
     segment/pred/        predicted lines (ALTO) of the test pages; segment/eval.json their score
     segment/lines/       line crops of the predicted lines (manifest.jsonl, no text)
     models/VARIANT/      a model folder (pipeline.folders) + DONE when its training is finished
-    lm/                  lexicon, KenLM binary, lm.json; lm/VARIANT/tuned.json (per-variant LM weights)
+    lm/                  lexicon, KenLM binary, lm.json (htr lm)
+    tuned/VARIANT.json   the LM weight and word bonus htr tune chose for that variant's model
     logits/VARIANT/SPLIT.npz
     hyp/VARIANT/SPLIT.SYSTEM.tsv
     eval/VARIANT/SPLIT.SYSTEM.json
@@ -31,7 +32,6 @@ from pipeline.folders import DONE, TRAIN_LOG
 
 CONFIG_COPY = "config.toml"
 TIMINGS = "timings.json"
-TUNED = "tuned.json"
 
 
 @dataclass
@@ -104,12 +104,9 @@ class ExperimentFolder:
     def lm_info(self) -> Path:
         return self.lm / "lm.json"
 
-    def tuned_lm(self, variant: str) -> Path:
-        """The per-variant LM folder: links to the shared LM files and its own tuned.json."""
-        return self.lm / variant
-
     def tuned(self, variant: str) -> Path:
-        return self.tuned_lm(variant) / TUNED
+        """The tuned LM weights of one variant (``htr tune --out``, ``htr decode --tuned``)."""
+        return self.root / "tuned" / f"{variant}.json"
 
     # models and their outputs
     def model(self, variant: str) -> Path:

@@ -18,6 +18,8 @@ import yaml
 
 from data_prep.layout import SOFTWARE, software_version
 from common.files import read_toml
+from lm.folder import folder_tuned
+from pipeline.decoders.config import TUNED_KEYS
 from pipeline.folders import CONFIG_FILE, MODEL_JSON
 from pipeline.metrics import best_epoch_row
 
@@ -66,9 +68,9 @@ def lm_entry(lm: Path) -> dict | None:
              "dev_perplexity": dev.get("perplexity"), "dev_oov_rate": dev.get("oov_rate")}
     if info.get("extension"):
         entry["extra_words"] = {"source": info["extension"]["source"], "listed": info["extension"]["listed_words"]}
-    tuned = lm / "tuned.json"
-    if tuned.is_file():
-        entry["tuned"] = {decoder: {k: v for k, v in found.items() if k in ("lm_weight", "word_bonus")}
+    tuned = folder_tuned(lm)  # the exported LM folder carries the tuned weights of one variant
+    if tuned is not None:
+        entry["tuned"] = {decoder: {k: v for k, v in found.items() if k in TUNED_KEYS}
                           for decoder, found in json.loads(tuned.read_text(encoding="utf-8")).items()}
     return entry
 

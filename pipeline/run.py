@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import atomic_write_bytes, atomic_write_text
-from pipeline.experiment import TUNED, Experiment, load_experiment
+from pipeline.experiment import Experiment, load_experiment
 from pipeline.folders import (CONFIG_FILE, DONE, EXPORTED_FILES, LAST, TRAIN_LOG, WEIGHTS, can_resume, can_warm_start,
                               read_metrics)
 
@@ -49,7 +49,6 @@ class Step:
     inputs: list[Path]
     outputs: list[Path]  # the step is done when all exist and are newer than the inputs
     model: Path | None = None  # train: the model folder it writes
-    lm_folder: Path | None = None  # tune: the per-variant LM folder its tuned.json goes to
 
     @property
     def kind(self) -> str:
@@ -111,9 +110,9 @@ def variant_steps(exp: Experiment, variant: str, options: dict[str, Any], splits
     if any(system.tune for system in exp.systems):
         dev_logits = f.logits(variant, "dev")
         steps.append(Step(f"tune LM weight for {variant}",
-                          ["tune", "--logits", str(dev_logits), "--refs", str(exp.dev), "--lm", str(f.tuned_lm(variant)),
-                           "--decoder", exp.tune_decoder, "--jobs", str(exp.jobs)],
-                          [dev_logits, f.lexicon], [f.tuned(variant)], lm_folder=f.tuned_lm(variant)))
+                          ["tune", "--logits", str(dev_logits), "--refs", str(exp.dev), "--lm", str(f.lm),
+                           "--decoder", exp.tune_decoder, "--jobs", str(exp.jobs), "--out", str(f.tuned(variant))],
+                          [dev_logits, f.lexicon], [f.tuned(variant)]))
     for split in (s for s in splits if s != "dev"):  # dev only serves tuning
         steps += decode_steps(exp, variant, split, splits[split])
     return steps
@@ -129,7 +128,7 @@ def decode_steps(exp: Experiment, variant: str, split: str, references: Path) ->
         argv = ["decode", "--logits", str(logits), "--decoder", system.decoder, "--out", str(hyp),
                 "--jobs", str(exp.jobs), *flags(system.options)]
         if system.needs_lm:
-            argv += ["--lm", str(f.tuned_lm(variant) if system.tune else f.lm)]
+            argv += ["--lm", str(f.lm), *(["--tuned", str(f.tuned(variant))] if system.tune else [])]
         inputs = [logits] + ([f.tuned(variant)] if system.tune else [])
         steps.append(Step(f"decode {split} {variant} {system.name}", argv, inputs, [hyp]))
         if split != "test-seg":
@@ -140,19 +139,8 @@ def decode_steps(exp: Experiment, variant: str, split: str, references: Path) ->
     return steps
 
 
-def _prepare_tuned_dir(lm: Path, tuned: Path) -> None:
-    """A per-variant LM folder: links to the shared LM files, its own tuned.json."""
-    tuned.mkdir(parents=True, exist_ok=True)
-    for item in lm.iterdir():
-        target = tuned / item.name
-        if item.is_file() and item.name != TUNED and not target.exists():
-            os.symlink(item.resolve(), target)
-
-
 def run_step(step: Step, exp: Experiment) -> float:
     start = time.perf_counter()
-    if step.lm_folder is not None:
-        _prepare_tuned_dir(exp.paths.lm, step.lm_folder)
     if step.kind == "train":  # its own process: threads, torchrun-style state, memory
         code = subprocess.run([sys.executable, "-m", "pipeline.cli", *train_argv(step)]).returncode
     else:  # the short steps run in this process, saving an interpreter start and imports each

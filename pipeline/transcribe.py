@@ -29,9 +29,8 @@ from data_prep.readers import read_alto
 from common.files import atomic_write_bytes, atomic_write_text
 from data_prep.records import write_manifest
 from common.skips import SkipLog
-from lm.folder import read_tuned
 from pipeline.confidence import WordEvidence, evidence
-from pipeline.decoders.config import LM_DECODERS, DecodeConfig
+from pipeline.decoders.config import LM_DECODERS, DecodeConfig, tuned_config
 from pipeline.decoders.pool import make_decoder
 from pipeline.folders import MODEL_JSON, WEIGHTS
 from pipeline.segment import page_layout, segment_page
@@ -60,15 +59,14 @@ class Summary:
 class Recogniser:
     """The optical model and the decoder, loaded once for every page."""
 
-    def __init__(self, model: Path, lm: Path | None, decoder: str, jobs: int) -> None:
+    def __init__(self, model: Path, lm: Path | None, decoder: str, jobs: int, tuned: Path | None = None) -> None:
         import torch
         from pipeline.model import load_model_folder
         self.torch = torch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model, self.config, self.alphabet = load_model_folder(model)
         self.model.to(self.device)
-        tuned = read_tuned(lm, decoder) if lm is not None and decoder in LM_DECODERS else {}
-        self.decode_config = DecodeConfig(decoder=decoder, **{k: tuned[k] for k in ("lm_weight", "word_bonus") if k in tuned})
+        self.decode_config = tuned_config(decoder, tuned, lm)
         self.decoder = make_decoder(self.decode_config, self.alphabet, 0, lm)  # built here, forked workers inherit it
         self.jobs = jobs
         self.pool = ProcessPoolExecutor(jobs, initializer=_init_worker,
@@ -121,6 +119,7 @@ class Job:
     decoder: str = "greedy"
     jobs: int = 1
     force: bool = False
+    tuned: Path | None = None  # htr tune --out FILE (else the LM folder's own tuned.json, if any)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     _recogniser: Recogniser | None = None
 
@@ -128,7 +127,7 @@ class Job:
     def recogniser(self) -> Recogniser:
         """Loaded at the first page to do: nothing is loaded when every page is up to date."""
         if self._recogniser is None:
-            self._recogniser = Recogniser(self.model, self.lm, self.decoder, self.jobs)
+            self._recogniser = Recogniser(self.model, self.lm, self.decoder, self.jobs, self.tuned)
         return self._recogniser
 
     def close(self) -> None:
@@ -143,6 +142,7 @@ def outputs(out: Path, image: Path) -> tuple[Path, Path]:
 def newest_input(job: Job) -> float:
     """mtime of the newest model and LM file."""
     files = [job.model / MODEL_JSON, job.model / WEIGHTS] + ([job.lm / name for name in LM_FILES] if job.lm else [])
+    files += [job.tuned] if job.tuned else []
     return max((path.stat().st_mtime for path in files if path.is_file()), default=0.0)
 
 
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, required=True, help="model folder written by 'htr train'")
     parser.add_argument("--lm", type=Path, help="LM folder written by 'htr lm' (needed by beam-lm, lexicon, char-lm)")
     parser.add_argument("--decoder", default=None, help="decoder (default: lexicon with --lm, else greedy)")
+    parser.add_argument("--tuned", type=Path, help="tuned LM weight and word bonus ('htr tune --out'; default: the "
+                                                   "LM folder's own tuned.json, if it has one)")
     parser.add_argument("--format", choices=FORMATS, default="alto", help="XML format: alto (ALTO v4, default) or page (PAGE 2019-07-15)")
     parser.add_argument("--out", type=Path, default=Path("transcripts"), help="output folder (default: transcripts)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for decoding")
@@ -247,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    missing = [p for p in [args.model, *([args.lm] if args.lm else [])] if not p.exists()]
+    missing = [p for p in [args.model, *([args.lm] if args.lm else []), *([args.tuned] if args.tuned else [])]
+               if not p.exists()]
     if missing:
         missing += [p for p in args.images if not p.exists()]
         print(f"htr transcribe: not found: {', '.join(map(str, missing))}", file=sys.stderr)
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print("htr transcribe: several images share a name; their outputs would overwrite each other", file=sys.stderr)
         return 2
     job = Job(args.out, args.format, args.model, args.lm, args.decoder or ("lexicon" if args.lm else "greedy"),
-              args.jobs, args.force)
+              args.jobs, args.force, args.tuned)
     try:
         summary = transcribe(images, job)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as error:  # the model or LM cannot be loaded

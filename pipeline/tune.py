@@ -2,8 +2,9 @@
 
 Coordinate search (default: weight, then bonus, then weight again) or a full grid over
 the given values; the score is corpus WER (ties broken by CER) of the decoded dev lines
-against their references.  The best values go to ``LM_DIR/tuned.json`` under the decoder's
-name, where ``htr decode`` picks them up as defaults.
+against their references.  The best values (and every pair tried) go under the decoder's
+name into ``--out FILE``, a file of its own beside the LM folder (which ``htr lm`` rebuilds);
+``htr decode --tuned FILE`` takes them as defaults.
 """
 from __future__ import annotations
 
@@ -71,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="htr tune",
         description="Search the LM weight and word insertion bonus of an LM decoder on dev "
-                    "log-probabilities; the best pair is written to LM_DIR/tuned.json.")
+                    "log-probabilities; the best pair is written to --out FILE, read by 'htr decode --tuned FILE'.")
     parser.add_argument("--logits", type=Path, required=True, help="dev log-probability cache (.npz)")
     parser.add_argument("--refs", type=Path, required=True, help="dev references: manifest (.jsonl) or id<TAB>text")
     parser.add_argument("--lm", type=Path, required=True, help="LM directory built by 'htr lm'")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="tuned-weights file (JSON; the other decoders' entries in it are kept)")
     parser.add_argument("--decoder", choices=LM_DECODERS, default="lexicon")
     parser.add_argument("--beam", type=int, default=32, help="beam size while tuning")
     parser.add_argument("--weights", type=floats, default=floats(DEFAULT_WEIGHTS), help="LM weights to try")
@@ -108,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
              "lines": len(cache), "beam": args.beam, "logits": str(args.logits),
              "tried": [{"lm_weight": w, "word_bonus": b, "wer": round(r.wer, 5), "cer": round(r.cer, 5)}
                        for (w, b), r in score.results.items()]}
-    write_tuned(args.lm, args.decoder, entry)
-    print(f"{args.lm / 'tuned.json'}: {args.decoder} lm_weight {weight:g} word_bonus {bonus:g} "
+    write_tuned(args.out, args.decoder, entry)
+    print(f"{args.out}: {args.decoder} lm_weight {weight:g} word_bonus {bonus:g} "
           f"(dev WER {rates.wer:.4f}, CER {rates.cer:.4f})")
     return 0
 

@@ -4,7 +4,8 @@
         --out reports/decoding/NAME.json [--beam 64] [--decoders greedy beam ...]
 
 Speed is measured in one process (``--jobs 1``), decoder construction excluded; the LM
-weights are the LM directory's tuned.json values when present, else the defaults.
+weights are those of ``--tuned FILE`` (``htr tune --out``), else of the LM directory's own
+tuned.json when it has one, else the defaults.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dataclasses import replace  # noqa: E402
+
 from common.files import atomic_write_text  # noqa: E402
-from lm.folder import read_tuned  # noqa: E402
-from pipeline.decoders.config import DECODERS, DecodeConfig  # noqa: E402
+from pipeline.decoders.config import DECODERS, DecodeConfig, tuned_config  # noqa: E402
 from pipeline.decoders.pool import make_decoder  # noqa: E402
 from pipeline.logits import load_logits  # noqa: E402
 from pipeline.metrics import error_rates, read_texts  # noqa: E402
@@ -30,6 +32,7 @@ def main() -> int:
     parser.add_argument("--logits", type=Path, required=True)
     parser.add_argument("--refs", type=Path, required=True, help="manifest or id<TAB>text references")
     parser.add_argument("--lm", type=Path, required=True)
+    parser.add_argument("--tuned", type=Path, help="tuned LM weights (htr tune --out)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--beam", type=int, default=64)
     parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=DECODERS)
@@ -49,11 +52,9 @@ def main() -> int:
     frames = sum(len(a) for a in cache.logprobs)
     results = {}
     for name in args.decoders:
-        tuned = read_tuned(args.lm, name)
-        config = DecodeConfig(decoder=name, beam=args.beam, beam_token=args.beam_token, line_seconds=args.line_seconds,
-                              token_min_logp=args.token_min_logp, beam_prune_logp=args.beam_prune_logp,
-                              beam_threshold=args.beam_threshold,
-                              **{k: tuned[k] for k in ("lm_weight", "word_bonus") if k in tuned})
+        config = replace(tuned_config(name, args.tuned, args.lm), beam=args.beam, beam_token=args.beam_token,
+                         line_seconds=args.line_seconds, token_min_logp=args.token_min_logp,
+                         beam_prune_logp=args.beam_prune_logp, beam_threshold=args.beam_threshold)
         start = time.perf_counter()
         decoder = make_decoder(config, cache.alphabet, cache.blank, args.lm)
         built = time.perf_counter() - start

@@ -6,8 +6,8 @@
 Writes ``OUT/VARIANT/`` (``model.json`` + ``weights.pt``, what ``htr recognize --model`` reads,
 plus ``metrics.json/csv`` and ``train_config.json``, so that ``resume_from`` in an experiment
 config continues the training from these folders), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json``, the lexicon
-extension's ``wordlist.txt`` + ``extension.json`` if it has one, and the ``tuned.json`` of
-``--lm-variant``: what ``htr decode --lm`` reads) and ``OUT/MODEL_CARD.md``:
+extension's ``wordlist.txt`` + ``extension.json`` if it has one, and, as ``tuned.json``, the
+tuned weights of ``--lm-variant``: what ``htr decode --lm`` reads without ``--tuned``) and ``OUT/MODEL_CARD.md``:
 data, settings, training state and the dev/test scores found in the experiment folder.
 With ``--card META.toml`` (licence, training data and its licence, language, script, period,
 reproduce commands; see ``configs/copiste-card.toml``) the card starts with a YAML header
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from lm.extend import EXTENSION, WORDLIST, surface_oov_summary  # noqa: E402
 from pipeline import model_card as card_header  # noqa: E402
+from pipeline.decoders.config import TUNED_KEYS  # noqa: E402
 from lm.folder import TUNED  # noqa: E402
 from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402
 from pipeline.folders import CONFIG_FILE, DONE, EXPORTED_FILES, METRICS_JSON  # noqa: E402
@@ -83,7 +84,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
     lm_info = json.loads(exp.paths.lm_info.read_text())
     tuned_path = exp.paths.tuned(lm_variant)
     tuned = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
-    tuned = {decoder: {key: found[key] for key in ("lm_weight", "word_bonus") if key in found}
+    tuned = {decoder: {key: found[key] for key in TUNED_KEYS if key in found}
              for decoder, found in tuned.items()}  # the card names the values, tuned.json keeps the search
     lines = [f"# Model card: {exp.title}\n", f"**Data.** {data}\n",
              f"Training manifest `{exp.train}`, model selection and test on `{exp.test}`; "

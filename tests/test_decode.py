@@ -173,13 +173,34 @@ def test_decode_and_tune_commands(lm_dir, tmp_path, capsys):
         assert out.read_text(encoding="utf-8").splitlines() == [f"{i}\t{t}" for i, t in zip("abc", texts)]
         rows = [json.loads(line) for line in (tmp_path / f"{name}.conf.jsonl").read_text().splitlines()]
         assert [r["id"] for r in rows] == list("abc") and all(0 < r["confidence"] <= 1 for r in rows)
+    tuned_file = tmp_path / "tuned.json"
     assert main(["tune", "--logits", str(logits), "--refs", str(refs), "--lm", str(lm_dir), "--decoder", "lexicon",
-                 "--weights", "0.5,2", "--bonuses", "0,1", "--beam", "8"]) == 0
-    tuned = json.loads((lm_dir / "tuned.json").read_text())["lexicon"]
+                 "--weights", "0.5,2", "--bonuses", "0,1", "--beam", "8", "--out", str(tuned_file)]) == 0
+    tuned = json.loads(tuned_file.read_text())["lexicon"]
     assert tuned["wer"] == 0.0 and tuned["lm_weight"] in (0.5, 2.0)
+    assert not (lm_dir / "tuned.json").exists()  # the LM folder is left as htr lm wrote it
     args = type("Args", (), {"decoder": "lexicon", **{k: None for k in DecodeConfig.__dataclass_fields__ if k != "decoder"}})
-    assert resolve_config(args, lm_dir).lm_weight == tuned["lm_weight"]
-    (lm_dir / "tuned.json").unlink()
+    assert resolve_config(args, lm_dir, tuned_file).lm_weight == tuned["lm_weight"]
+
+
+def test_decode_reads_the_tuned_file_else_an_old_lm_folders_tuned_json(lm_dir, tmp_path, capsys):
+    logits = tmp_path / "dev.npz"
+    save_logits(logits, ["a"], [one_hot("a hat")], ALPHABET)
+    old = tmp_path / "old-lm"  # an LM folder from before tuned weights had their own file
+    old.mkdir()
+    for item in lm_dir.iterdir():
+        (old / item.name).symlink_to(item)
+    (old / "tuned.json").write_text(json.dumps({"lexicon": {"lm_weight": 1.75, "word_bonus": -0.5}}))
+    tuned = tmp_path / "tuned.json"
+    tuned.write_text(json.dumps({"lexicon": {"lm_weight": 0.25, "word_bonus": 2.0}}))
+    decode = ["decode", "--logits", str(logits), "--decoder", "lexicon", "--beam", "8", "--out", str(tmp_path / "h.tsv")]
+    assert main([*decode, "--lm", str(old)]) == 0
+    assert f"lm_weight 1.75, word_bonus -0.5; tuned weights {old / 'tuned.json'}" in capsys.readouterr().out
+    assert main([*decode, "--lm", str(old), "--tuned", str(tuned)]) == 0
+    assert "lm_weight 0.25, word_bonus 2.0" in capsys.readouterr().out
+    assert main([*decode, "--lm", str(lm_dir), "--tuned", str(tmp_path / "none.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none.json: tuned weights not found" in err and "htr tune" in err
 
 
 def test_decode_explains_a_missing_lm(tmp_path, capsys):

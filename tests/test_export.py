@@ -28,8 +28,8 @@ def _complete_experiment(tmp_path: Path):
         (lm / name).write_text(name)
     (lm / "lm.json").write_text(json.dumps({"config": {"order": 3}, "texts": ["train.txt"], "lexicon_size": 5,
                                             "surface_words": 6, "dev": {"perplexity": 12.5, "oov_rate": 0.1}}))
-    (lm / "dropout-all").mkdir()
-    (lm / "dropout-all" / "tuned.json").write_text(json.dumps({"lexicon": {"lm_weight": 0.7, "word_bonus": 1.0}}))
+    exp.paths.tuned("dropout-all").parent.mkdir()
+    exp.paths.tuned("dropout-all").write_text(json.dumps({"lexicon": {"lm_weight": 0.7, "word_bonus": 1.0}}))
     return exp
 
 

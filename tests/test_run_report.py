@@ -283,4 +283,8 @@ def test_the_plan_writes_where_the_experiment_folder_says_the_report_reads(tmp_p
     train = next(s for s in steps if s.kind == "train")
     assert train.model == exp.paths.model("dropout-none") and train.outputs == [exp.paths.done("dropout-none")]
     tune = next(s for s in steps if s.kind == "tune")
-    assert tune.outputs == [exp.paths.tuned("dropout-none")] and tune.lm_folder == exp.paths.tuned_lm("dropout-none")
+    tuned = exp.paths.tuned("dropout-none")
+    assert tune.outputs == [tuned] and tune.argv[tune.argv.index("--out") + 1] == str(tuned)
+    assert tune.argv[tune.argv.index("--lm") + 1] == str(exp.paths.lm)  # the shared LM folder, not a copy of it
+    [decode] = [s for s in steps if s.kind == "decode" and "dropout-none" in s.name and "--tuned" in s.argv]
+    assert decode.argv[decode.argv.index("--tuned") + 1] == str(tuned) and tuned in decode.inputs

@@ -1,9 +1,12 @@
-"""The decoders' names and settings (also the flags of ``htr decode``)."""
+"""The decoders' names and settings (also the flags of ``htr decode``), and the defaults that
+tuned weights (``htr tune --out FILE``) give them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from common.cliconfig import CliConfig
+from lm.folder import folder_tuned, read_tuned
 
 DECODERS = ("greedy", "beam", "beam-lm", "lexicon", "char-lm")
 LM_DECODERS = ("beam-lm", "lexicon", "char-lm")
@@ -22,8 +25,26 @@ class DecodeConfig(CliConfig):
         "help": "lexicon/char-lm: drop hypotheses this far below the best (log); 0: 25 for lexicon, 15 for char-lm"})
     beam_prune_logp: float = field(default=-10.0, metadata={"help": "beam/beam-lm: drop beams this far below the best (log)"})
     token_min_logp: float = field(default=-2.0, metadata={"help": "beam/beam-lm: skip labels below this log-prob (except the frame's best)"})
-    lm_weight: float = field(default=0.5, metadata={"help": "language model weight (tuned.json overrides the default)"})
-    word_bonus: float = field(default=0.0, metadata={"help": "score added per word (tuned.json overrides the default)"})
+    lm_weight: float = field(default=0.5, metadata={"help": "language model weight (tuned weights override the default)"})
+    word_bonus: float = field(default=0.0, metadata={"help": "score added per word (tuned weights override the default)"})
     unk_penalty: float = field(default=-10.0, metadata={"help": "beam-lm: log10 penalty per out-of-vocabulary token"})
     extra_lexicon: bool = field(default=True, metadata={"help": "lexicon: also spell the LM directory's extra words (htr lm --extra-words), if it has them"})
     line_seconds: float = field(default=5.0, metadata={"help": "beam/beam-lm: redo a line slower than this with beam 8"})
+
+
+TUNED_KEYS = ("lm_weight", "word_bonus")  # what htr tune chooses; the rest of its entry is the search
+
+
+def tuned_source(tuned: Path | None, lm: Path | None) -> Path | None:
+    """Where an LM decoder's tuned weights come from: the file ``htr tune --out`` wrote (``--tuned``),
+    else the LM folder's own ``tuned.json`` (an older or an exported LM folder), else nowhere."""
+    if tuned is not None:
+        return Path(tuned)
+    return folder_tuned(lm) if lm is not None else None
+
+
+def tuned_config(decoder: str, tuned: Path | None = None, lm: Path | None = None) -> DecodeConfig:
+    """The defaults of ``decoder``, with the LM weight and word bonus of :func:`tuned_source`."""
+    source = tuned_source(tuned, lm) if decoder in LM_DECODERS else None
+    found = read_tuned(source, decoder) if source is not None else {}
+    return DecodeConfig(decoder=decoder, **{key: found[key] for key in TUNED_KEYS if key in found})
