@@ -13,7 +13,8 @@ all three ask :class:`ExperimentFolder` for a path instead of spelling it, as
     tuned/VARIANT.json   the LM weight and word bonus htr tune chose for that variant's model
     logits/VARIANT/SPLIT.npz
     hyp/VARIANT/SPLIT.SYSTEM.tsv
-    eval/VARIANT/SPLIT.SYSTEM.json
+    eval/VARIANT/SPLIT.SYSTEM.json          htr evaluate: line scores
+    eval/VARIANT/test-pages.SYSTEM.json     htr page-eval: page-level scores on GT and predicted lines
     report/              report.md, report.html, metrics.json, plots
 
 Torch-free: the stage configs it checks keys against are imported only when a config
@@ -127,6 +128,11 @@ class ExperimentFolder:
     def scores(self, variant: str, split: str, system: System) -> Path:
         """The ``htr evaluate`` JSON of one (variant, split, system)."""
         return self.root / "eval" / variant / f"{split}.{system.slug}.json"
+
+    def page_scores(self, variant: str, system: System) -> Path:
+        """The ``htr page-eval`` JSON of one (variant, system): the test pages, on ground-truth
+        and on predicted lines."""
+        return self.root / "eval" / variant / f"test-pages.{system.slug}.json"
 
 
 @dataclass

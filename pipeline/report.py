@@ -1,7 +1,8 @@
 """``htr report EXP_DIR``: the paper-style report of an experiment, Markdown and HTML.
 
-Reads only the files ``htr run`` wrote (eval JSON, hypotheses, metrics, timings,
-segmentation scores), so it can be regenerated at any time.  The HTML page is
+Reads only the files ``htr run`` wrote (eval JSON, page-level scores, hypotheses, metrics,
+timings, segmentation scores), so it can be regenerated at any time; it scores nothing itself
+but the paired reductions between the line scores it reads.  The HTML page is
 self-contained: plots and line images are embedded.
 """
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import io
 import json
 import sys
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +24,11 @@ from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 from data_prep.records import read_manifest, resolve_image  # noqa: E402
 from lm.extend import surface_oov_summary  # noqa: E402
-from pipeline.evaluate import evaluate, paired_reduction, summary  # noqa: E402
+from pipeline.evaluate import paired_reduction  # noqa: E402
 from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402
 from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E402
-from pipeline.metrics import best_epoch_row, read_texts  # noqa: E402
+from pipeline.page_eval import GT_LINES, PREDICTED  # noqa: E402
+from pipeline.metrics import best_epoch_row  # noqa: E402
 from pipeline.report_pages import html_page, markdown_page  # noqa: E402
 
 
@@ -169,56 +170,22 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def page_level(exp: Experiment) -> list[list[str]]:
-    """Page-level CER/WER of each variant and system on ground-truth lines and on
-    the lines found by ``htr segment`` (line order from the segmenter).
-
-    When the segmentation score maps predicted to ground-truth lines, two more CER
-    columns split the difference: without the predicted lines that lie outside every
-    ground-truth line (text the annotators left out), and those same lines put in
-    ground-truth order; what is left is the cost of the crops themselves."""
-    seg_manifest = exp.paths.segment_manifest
-    if not seg_manifest.is_file():
+    """Page-level CER/WER of each variant and system on ground-truth lines and on the lines
+    found by ``htr segment``, as ``htr page-eval`` scored them (:mod:`pipeline.page_eval`:
+    with a line map, two more CER columns split the difference into unannotated lines, order
+    and the crops themselves)."""
+    found = [(variant, system, json.loads(path.read_text(encoding="utf-8"))["scores"])
+             for variant in exp.variants for system in exp.systems
+             if (path := exp.paths.page_scores(variant, system)).is_file()]
+    if not found:
         return []
-    gt_records = read_manifest(exp.test)
-    refs = _join_by_page([(r.page, r.id) for r in gt_records], {r.id: r.text for r in gt_records})
-    gt_order = [(r.page, r.id) for r in gt_records]
-    seg_orders = {"predicted": [(r.page, r.id) for r in read_manifest(seg_manifest)]}
-    line_map = _line_map(exp.paths.segment_eval)
-    if line_map:
-        gt_rank = {line_id: k for k, (_, line_id) in enumerate(gt_order)}
-        annotated = [(page, i) for page, i in seg_orders["predicted"] if line_map.get(i, i) is not None]
-        seg_orders["annotated only"] = annotated
-        seg_orders["annotated, GT order"] = sorted(
-            annotated, key=lambda item: gt_rank.get(line_map.get(item[1]), len(gt_rank)))
-    rows = [["model", "system", "GT lines CER %", *(f"{name} CER %" for name in seg_orders),
-             "GT lines WER %", "predicted WER %"]]
-    for variant in exp.variants:
-        for system in exp.systems:
-            gt_hyp, seg_hyp = exp.paths.hyp(variant, "test", system), exp.paths.hyp(variant, "test-seg", system)
-            if not (gt_hyp.is_file() and seg_hyp.is_file()):
-                continue
-            on_gt = summary(evaluate(refs, _join_by_page(gt_order, read_texts(gt_hyp))), samples=200)
-            seg_texts = read_texts(seg_hyp)
-            on_seg = {name: summary(evaluate(refs, _join_by_page(order, seg_texts)), samples=200)
-                      for name, order in seg_orders.items()}
-            rows.append([variant, system.name, _pct(on_gt["cer"]), *(_pct(s["cer"]) for s in on_seg.values()),
-                         _pct(on_gt["wer"]), _pct(on_seg["predicted"]["wer"])])
+    predicted = [name for name in found[0][2] if name != GT_LINES]
+    rows = [["model", "system", f"{GT_LINES} CER %", *(f"{name} CER %" for name in predicted),
+             f"{GT_LINES} WER %", f"{PREDICTED} WER %"]]
+    for variant, system, scores in found:
+        rows.append([variant, system.name, _pct(scores[GT_LINES]["cer"]), *(_pct(scores[name]["cer"]) for name in predicted),
+                     _pct(scores[GT_LINES]["wer"]), _pct(scores[PREDICTED]["wer"])])
     return rows
-
-
-def _line_map(eval_json: Path) -> dict[str, str | None]:
-    """Predicted line id -> ground-truth line id (None: unannotated), from ``htr segment-eval``."""
-    if not eval_json.is_file():
-        return {}
-    return {pred: gt for page in json.loads(eval_json.read_text())["pages"]
-            for pred, gt in page.get("line_map", {}).items()}
-
-
-def _join_by_page(order: list[tuple[str, str]], texts: dict[str, str]) -> dict[str, str]:
-    pages: dict[str, list[str]] = defaultdict(list)
-    for page, line_id in order:
-        pages[Path(page).stem].append(texts.get(line_id, ""))
-    return {page: " ".join(t for t in lines if t) for page, lines in pages.items()}
 
 
 def segmentation_rows(exp: Experiment) -> list[list[str]]:

@@ -115,6 +115,8 @@ def variant_steps(exp: Experiment, variant: str, options: dict[str, Any], splits
                           [dev_logits, f.lexicon], [f.tuned(variant)]))
     for split in (s for s in splits if s != "dev"):  # dev only serves tuning
         steps += decode_steps(exp, variant, split, splits[split])
+    if "test-seg" in splits:
+        steps += page_eval_steps(exp, variant)
     return steps
 
 
@@ -136,6 +138,18 @@ def decode_steps(exp: Experiment, variant: str, split: str, references: Path) ->
             steps.append(Step(f"score {split} {variant} {system.name}",
                               ["evaluate", "--ref", str(references), "--hyp", str(hyp), "--out", str(out)],
                               [hyp], [out]))
+    return steps
+
+
+def page_eval_steps(exp: Experiment, variant: str) -> list[Step]:
+    """Score each system's test pages on ground-truth and on predicted lines (htr page-eval)."""
+    f, steps = exp.paths, []
+    for system in exp.systems:
+        gt_hyp, seg_hyp, out = f.hyp(variant, "test", system), f.hyp(variant, "test-seg", system), f.page_scores(variant, system)
+        argv = ["page-eval", "--ref", str(exp.test), "--hyp", str(gt_hyp), "--seg-lines", str(f.segment_manifest),
+                "--seg-hyp", str(seg_hyp), "--segment-eval", str(f.segment_eval), "--out", str(out)]
+        steps.append(Step(f"score test pages {variant} {system.name}", argv,
+                          [exp.test, gt_hyp, f.segment_manifest, seg_hyp, f.segment_eval], [out]))
     return steps
 
 
@@ -313,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path, help="experiment config (TOML), e.g. configs/synthetic.toml")
     parser.add_argument("--folder", type=Path, help="experiment folder (default: the config's 'folder')")
     parser.add_argument("--only", help="run only the steps of these htr commands, comma-separated "
-                             "(segment,segment-eval,prepare,lm,train,recognize,tune,decode,evaluate)")
+                             "(segment,segment-eval,prepare,lm,train,recognize,tune,decode,evaluate,page-eval)")
     parser.add_argument("--report", action="store_true", help="write the report when all steps are done")
     parser.add_argument("--list", action="store_true", help="list the steps and whether each is up to date")
     parser.add_argument("--interim", action="store_true",

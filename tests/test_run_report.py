@@ -213,8 +213,10 @@ dropout_where = "all"
 def test_page_level_splits_the_segmentation_cost_into_unannotated_lines_order_and_crops(tmp_path):
     """A predicted page with a printed header the annotators left out and two lines swapped:
     dropping the header and restoring ground-truth order leaves no error, since the crops
-    themselves are read right."""
+    themselves are read right.  The runner's page-eval steps score them, the report reads that."""
+    from pipeline.cli import main as htr
     from pipeline.report import page_level
+    from pipeline.run import page_eval_steps
     config, exp = _experiment(tmp_path)
     texts = {"g1": "dear sir", "g2": "your letter came", "g3": "yours truly"}
     write_manifest(exp.test, [LineRecord(id=k, image=f"{k}.png", text=v, page="/p/page.jpg") for k, v in texts.items()])
@@ -231,6 +233,9 @@ def test_page_level_splits_the_segmentation_cost_into_unannotated_lines_order_an
             hyp.write_text("".join(f"{k}\t{v}\n" for k, v in texts.items()))
             hyp.with_name(f"test-seg.{system_slug(system)}.tsv").write_text(
                 "".join(f"{k}\t{text}\n" for k, (text, _) in predicted.items()))
+    for variant in exp.variants:
+        for step in page_eval_steps(exp, variant):
+            assert htr(step.argv) == 0 and step.up_to_date()
     header, *rows = page_level(exp)
     assert header[2:6] == ["GT lines CER %", "predicted CER %", "annotated only CER %", "annotated, GT order CER %"]
     assert len(rows) == 4
@@ -271,6 +276,22 @@ def test_every_image_kind_of_the_test_pages_folder_is_segmented(tmp_path):
     [segment] = [s for s in plan(exp) if s.kind == "segment"]
     assert [p.name for p in segment.inputs] == ["a.tiff", "b.JPG", "c.webp"]
     assert segment.outputs == [exp.paths.predicted_xml(p) for p in segment.inputs]
+
+
+def test_with_test_pages_the_plan_scores_the_pages_where_the_report_reads_them(tmp_path):
+    config, _ = _experiment(tmp_path)
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "pages" / "a.jpg").write_bytes(b"")
+    config.write_text(config.read_text().replace("[data]\n", f'[data]\ntest_pages = "{tmp_path / "pages"}"\n'))
+    exp = load_experiment(config, tmp_path / "exp")
+    steps = plan(exp)
+    pages = [s for s in steps if s.kind == "page-eval"]
+    assert {out for s in pages for out in s.outputs} == {exp.paths.page_scores(v, system) for v in exp.variants
+                                                           for system in exp.systems}
+    decoded = {out for s in steps if s.kind == "decode" for out in s.outputs}
+    assert all(set(s.inputs) & decoded and exp.paths.segment_eval in s.inputs for s in pages)
+    assert all(steps.index(s) > steps.index(d) for s in pages for d in steps  # each after the decodes it reads
+               if d.kind == "decode" and set(d.outputs) & set(s.inputs))
 
 
 def test_the_plan_writes_where_the_experiment_folder_says_the_report_reads(tmp_path):
