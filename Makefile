@@ -44,7 +44,7 @@ lm: setup data  ## build the lexicon and the KenLM n-gram
 	$(RUN) --only lm
 
 decode: setup data  ## recognise, tune the LM weight, decode and score
-	$(RUN) --only recognize,tune,decode,evaluate,page-eval
+	$(RUN) --only recognize,tune,decode,evaluate,page-eval,calibration
 
 bench: setup  ## training/inference speed of each 2D-LSTM implementation and the CRNN -> reports/bench.json
 	$(HTR) bench --out reports/bench.json

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "segment-eval": ("pipeline.segment_eval", "score predicted lines against ground-truth ALTO/PAGE (IoU P/R/F1)"),
     "evaluate": ("pipeline.evaluate", "CER/WER of hypotheses against references, with bootstrap intervals"),
     "page-eval": ("pipeline.page_eval", "page-level CER/WER on ground-truth and on predicted lines, with intervals"),
+    "calibration": ("pipeline.calibration", "word confidences against word accuracy: reliability bins and ECE"),
     "run": ("pipeline.run", "run a whole experiment from a TOML config (resumable)"),
     "report": ("pipeline.report", "experiment folder -> Markdown + HTML report with tables and plots"),
     "transcribe": ("pipeline.transcribe", "page images -> text and ALTO (segment, recognise, decode)"),

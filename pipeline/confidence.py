@@ -6,10 +6,17 @@ the posterior of its own label at its best frame on that alignment.  A word's co
 product of its characters' (the chance that every character is right, if they were independent).
 So a word that a language model or lexicon replaced ("1802" -> "1902") carries the optical
 evidence for the *new* spelling: the network saw an 8, and the 9 gets a low posterior.
+
+``htr decode --confidences`` writes them beside its output ``OUT`` in the side file
+:func:`confidence_path` (``OUT_STEM.conf.jsonl``), one JSON object per line:
+``{"id", "confidence" (the mean of its words'), "words": [[word, confidence, [per character]], ...]}``;
+``htr calibration`` reads it back (:func:`read_word_confidences`).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -77,3 +84,25 @@ def evidence(text: str, logprobs: np.ndarray, alphabet: Sequence[str], blank: in
             found.append(WordEvidence(word, float(np.prod(chars)), chars, max(0, int(first[span.start])),
                                       max(0, int(last[span.stop - 1]))))
     return found
+
+
+def confidence_path(out: Path) -> Path:
+    """The confidence side file of the hypothesis file ``out``."""
+    return Path(out).with_name(Path(out).stem + ".conf.jsonl")
+
+
+def read_word_confidences(path: Path) -> dict[str, list[tuple[str, float]]]:
+    """Line id -> its output words with their confidences, from a side file of :func:`confidence_path`."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: not found; write it with 'htr decode ... --confidences'")
+    lines = {}
+    for number, row in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not row.strip():
+            continue
+        try:
+            data = json.loads(row)
+            lines[data["id"]] = [(str(word[0]), float(word[1])) for word in data["words"]]
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise ValueError(f"{path}:{number}: not a confidence line ({error}); rewrite it with "
+                             "'htr decode ... --confidences'") from None
+    return lines

@@ -27,6 +27,7 @@ import numpy as np
 
 from common.outlock import OutputError, claim_output
 from common.files import atomic_write_text
+from pipeline.confidence import confidence_path, evidence
 from pipeline.decoders.base import Hypothesis
 from pipeline.decoders.config import DECODERS, LM_DECODERS, DecodeConfig, tuned_config, tuned_source
 from pipeline.decoders.pool import decode_all, make_decoder
@@ -52,14 +53,9 @@ def _confidence_row(line_id: str, hypothesis: Hypothesis, logprobs: np.ndarray |
     if logprobs is None:
         return {"id": line_id, "confidence": round(hypothesis.confidence, 4),
                 "words": [[w, round(c, 4)] for w, c in hypothesis.words]}
-    from pipeline.confidence import evidence
     words = evidence(hypothesis.text, logprobs, alphabet, blank)
     mean = float(np.mean([w.confidence for w in words])) if words else 0.0
     return {"id": line_id, "confidence": round(mean, 4), "words": [[w.text, round(w.confidence, 4), w.chars] for w in words]}
-
-
-def confidence_path(out: Path) -> Path:
-    return Path(out).with_name(Path(out).stem + ".conf.jsonl")
 
 
 def resolve_config(args: argparse.Namespace, lm_path: Path | None, tuned: Path | None = None) -> DecodeConfig:

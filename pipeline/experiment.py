@@ -15,6 +15,7 @@ all three ask :class:`ExperimentFolder` for a path instead of spelling it, as
     hyp/VARIANT/SPLIT.SYSTEM.tsv
     eval/VARIANT/SPLIT.SYSTEM.json          htr evaluate: line scores
     eval/VARIANT/test-pages.SYSTEM.json     htr page-eval: page-level scores on GT and predicted lines
+    eval/VARIANT/SPLIT.SYSTEM.calibration.json  htr calibration: word confidences against word accuracy
     report/              report.md, report.html, metrics.json, plots
 
 Torch-free: the stage configs it checks keys against are imported only when a config
@@ -124,6 +125,10 @@ class ExperimentFolder:
 
     def hyp(self, variant: str, split: str, system: System) -> Path:
         return self.root / "hyp" / variant / f"{split}.{system.slug}.tsv"
+
+    def calibration(self, variant: str, split: str, system: System) -> Path:
+        """The ``htr calibration`` JSON of one (variant, split, system)."""
+        return self.root / "eval" / variant / f"{split}.{system.slug}.calibration.json"
 
     def scores(self, variant: str, split: str, system: System) -> Path:
         """The ``htr evaluate`` JSON of one (variant, split, system)."""

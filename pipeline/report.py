@@ -120,6 +120,44 @@ def _reductions(base: Scores | None, new: Scores | None) -> list[str]:
     return cells
 
 
+def _load_calibrations(exp: Experiment, split: str) -> dict[tuple[str, str], dict]:
+    """``htr calibration`` JSON of each (variant, system) that has one."""
+    return {(variant, system.name): json.loads(path.read_text(encoding="utf-8"))
+            for variant in exp.variants for system in exp.systems
+            if (path := exp.paths.calibration(variant, split, system)).is_file()}
+
+
+def calibration_rows(calibrations: dict[tuple[str, str], dict]) -> list[list[str]]:
+    """Per (variant, system): words, their accuracy, mean confidence and the ECE."""
+    if not calibrations:
+        return []
+    rows = [["model", "system", "words", "word accuracy %", "mean word confidence %", "ECE %"]]
+    for (variant, system), data in calibrations.items():
+        cells = [_pct(data[key]) if data[key] is not None else "-" for key in ("accuracy", "mean_confidence", "ece")]
+        rows.append([variant, system, str(data["words"]), *cells])
+    return rows
+
+
+def reliability_plot(exp: Experiment, calibrations: dict[tuple[str, str], dict], path: Path) -> bool:
+    """Word accuracy against word confidence per bin, one panel per system; False if nothing to draw."""
+    systems = [s.name for s in exp.systems if any((v, s.name) in calibrations for v in exp.variants)]
+    if not systems:
+        return False
+    fig, axes = plt.subplots(1, len(systems), figsize=(3.6 * len(systems), 3.6), squeeze=False)
+    for ax, system in zip(axes[0], systems):
+        ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
+        for variant in exp.variants:
+            bins = [b for b in calibrations.get((variant, system), {}).get("bins", []) if b["words"]]
+            if bins:
+                ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", markersize=3,
+                        label=f"{variant} (ECE {_pct(calibrations[(variant, system)]['ece'])}%)")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="word confidence (bin mean)", ylabel="word accuracy", title=system)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _save_figure(fig, path)
+    return True
+
+
 def learning_curves(exp: Experiment, path: Path) -> bool:
     fig, (loss_ax, cer_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     drawn = False
@@ -296,19 +334,23 @@ def write_report(folder: Path) -> dict[str, Path]:
     exp = load_experiment(ExperimentFolder(folder).config, folder, check_stages=False)
     out = exp.paths.report
     out.mkdir(parents=True, exist_ok=True)
-    scores = _load_scores(exp, "test")
+    scores, calibrations = _load_scores(exp, "test"), _load_calibrations(exp, "test")
     tables = {"paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
-              "lm_info": lm_rows(exp), "segmentation": segmentation_rows(exp), "pages": page_level(exp), "cost": cost_rows(exp)}
+              "lm_info": lm_rows(exp), "segmentation": segmentation_rows(exp), "pages": page_level(exp),
+              "calibration": calibration_rows(calibrations), "cost": cost_rows(exp)}
     learning_curves(exp, out / "learning_curves.png")
     score_bars(exp, scores, out / "scores.png")
+    figures = {"paper": "scores.png"}
+    if reliability_plot(exp, calibrations, out / "reliability.png"):
+        figures["calibration"] = "reliability.png"
     items = gallery(exp, scores)
     data = {"title": exp.title, "tables": tables,
             "test": {f"{v}/{s}": {k: sc.data[k] for k in ("cer", "wer", "cer_ci95", "wer_ci95", "lines")}
                      for (v, s), sc in scores.items()}}
     atomic_write_text(out / "metrics.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     unfinished = unfinished_variants(exp)
-    atomic_write_text(out / "report.md", markdown_page(exp, tables, items, unfinished))
-    atomic_write_text(out / "report.html", html_page(exp, tables, items, out, unfinished))
+    atomic_write_text(out / "report.md", markdown_page(exp, tables, items, unfinished, figures))
+    atomic_write_text(out / "report.html", html_page(exp, tables, items, out, unfinished, figures))
     return {"markdown": out / "report.md", "html": out / "report.html", "metrics": out / "metrics.json"}
 
 

@@ -1,5 +1,7 @@
 """The report's two pages, Markdown and self-contained HTML, from the tables, the gallery
-and the plots :mod:`pipeline.report` computed (the HTML embeds plots and line images)."""
+and the plots :mod:`pipeline.report` drew (the HTML embeds plots and line images).  A
+section's plot (``figures``: section key -> PNG file name in the report folder) follows its
+table."""
 from __future__ import annotations
 
 import base64
@@ -54,18 +56,22 @@ SECTIONS = (
     ("Recognition on predicted vs ground-truth lines", "pages", "Page-level CER/WER: the lines of a page joined in reading order. "
      "'annotated only' drops predicted lines outside every ground-truth line (text the annotators left out); "
      "'annotated, GT order' also puts them in ground-truth order; the rest of the gap is the crops."),
+    ("Confidence calibration", "calibration", "Each output word of the test lines: its optical confidence (htr decode "
+     "--confidences) against whether it is right (an edit-distance alignment with the reference's words). "
+     "ECE: the gap between confidence and accuracy in 10 confidence bins, weighted by their words (0: calibrated)."),
     ("Cost", "cost", "Training time, model size, decoding speed (from timings.json)."),
 )
 
 
-def markdown_page(exp: Experiment, tables: dict, items: list[dict], unfinished: list[str]) -> str:
+def markdown_page(exp: Experiment, tables: dict, items: list[dict], unfinished: list[str],
+                  figures: dict[str, str]) -> str:
     parts = [f"# {exp.title}\n", f"Experiment folder `{exp.folder}`; test set `{exp.test}`.\n"]
     if unfinished:
         parts.append(f"**{INTERIM_NOTE}** ({', '.join(unfinished)})\n")
     for title, key, note in SECTIONS:
         parts.append(f"## {title}\n\n{note}\n\n{_markdown_table(tables[key])}")
-        if key == "paper":
-            parts.append("![scores](scores.png)\n")
+        if key in figures:
+            parts.append(f"![{Path(figures[key]).stem}]({figures[key]})\n")
     parts.append("## Learning curves\n\n![learning curves](learning_curves.png)\n")
     if items:
         parts.append(f"## Best and worst test lines ({list(exp.variants)[-1]})\n")
@@ -86,7 +92,8 @@ del{background:#fdd;text-decoration:line-through}ins{background:#dfd;text-decora
 .note{color:#555;font-size:14px}"""
 
 
-def html_page(exp: Experiment, tables: dict, items: list[dict], out: Path, unfinished: list[str]) -> str:
+def html_page(exp: Experiment, tables: dict, items: list[dict], out: Path, unfinished: list[str],
+              figures: dict[str, str]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(exp.title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(exp.title)}</h1>"
              f"<p class='note'>Experiment folder <code>{html.escape(str(exp.folder))}</code>; test set "
@@ -95,8 +102,8 @@ def html_page(exp: Experiment, tables: dict, items: list[dict], out: Path, unfin
         parts.append(f"<p><b>{html.escape(INTERIM_NOTE)}</b> ({html.escape(', '.join(unfinished))})</p>")
     for title, key, note in SECTIONS:
         parts.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(note)}</p>{_html_table(tables[key])}")
-        if key == "paper":
-            parts.append(f"<img class='plot' alt='scores' src='{_image_data(out / 'scores.png')}'>")
+        if key in figures:
+            parts.append(f"<img class='plot' alt='{Path(figures[key]).stem}' src='{_image_data(out / figures[key])}'>")
     parts.append(f"<h2>Learning curves</h2><img class='plot' alt='learning curves' "
                  f"src='{_image_data(out / 'learning_curves.png')}'>")
     if items:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import atomic_write_bytes, atomic_write_text
-from pipeline.experiment import Experiment, load_experiment
+from pipeline.experiment import Experiment, System, load_experiment
 from pipeline.folders import (CONFIG_FILE, DONE, EXPORTED_FILES, LAST, TRAIN_LOG, WEIGHTS, can_resume, can_warm_start,
                               read_metrics)
 
@@ -121,8 +121,8 @@ def variant_steps(exp: Experiment, variant: str, options: dict[str, Any], splits
 
 
 def decode_steps(exp: Experiment, variant: str, split: str, references: Path) -> list[Step]:
-    """Decode one split with every system; score it against its references (not test-seg:
-    its lines are the segmenter's, the report scores them page by page)."""
+    """Decode one split with every system; score it against its references and calibrate its
+    word confidences (not test-seg: its lines are the segmenter's, scored page by page)."""
     f, steps = exp.paths, []
     logits = f.logits(variant, split)
     for system in exp.systems:
@@ -134,11 +134,21 @@ def decode_steps(exp: Experiment, variant: str, split: str, references: Path) ->
         inputs = [logits] + ([f.tuned(variant)] if system.tune else [])
         steps.append(Step(f"decode {split} {variant} {system.name}", argv, inputs, [hyp]))
         if split != "test-seg":
-            out = f.scores(variant, split, system)
-            steps.append(Step(f"score {split} {variant} {system.name}",
-                              ["evaluate", "--ref", str(references), "--hyp", str(hyp), "--out", str(out)],
-                              [hyp], [out]))
+            steps += score_steps(exp, variant, split, system, references)
     return steps
+
+
+def score_steps(exp: Experiment, variant: str, split: str, system: System, references: Path) -> list[Step]:
+    """CER/WER of one decoded split (htr evaluate) and the calibration of the optical confidences
+    of its output words (htr calibration, from the hypotheses and the log-probabilities)."""
+    f = exp.paths
+    hyp, logits = f.hyp(variant, split, system), f.logits(variant, split)
+    out, calibration = f.scores(variant, split, system), f.calibration(variant, split, system)
+    return [Step(f"score {split} {variant} {system.name}",
+                 ["evaluate", "--ref", str(references), "--hyp", str(hyp), "--out", str(out)], [hyp], [out]),
+            Step(f"calibrate {split} {variant} {system.name}",
+                 ["calibration", "--ref", str(references), "--hyp", str(hyp), "--logits", str(logits),
+                  "--out", str(calibration)], [references, hyp, logits], [calibration])]
 
 
 def page_eval_steps(exp: Experiment, variant: str) -> list[Step]:
@@ -327,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path, help="experiment config (TOML), e.g. configs/synthetic.toml")
     parser.add_argument("--folder", type=Path, help="experiment folder (default: the config's 'folder')")
     parser.add_argument("--only", help="run only the steps of these htr commands, comma-separated "
-                             "(segment,segment-eval,prepare,lm,train,recognize,tune,decode,evaluate,page-eval)")
+                             "(segment,segment-eval,prepare,lm,train,recognize,tune,decode,evaluate,page-eval,calibration)")
     parser.add_argument("--report", action="store_true", help="write the report when all steps are done")
     parser.add_argument("--list", action="store_true", help="list the steps and whether each is up to date")
     parser.add_argument("--interim", action="store_true",
