@@ -13,6 +13,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -25,7 +26,7 @@ from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from data_prep.records import read_manifest, resolve_image  # noqa: E402
 from lm.extend import surface_oov_summary  # noqa: E402
 from pipeline.evaluate import paired_reduction  # noqa: E402
-from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402
+from pipeline.experiment import Experiment, ExperimentFolder, System, load_experiment  # noqa: E402
 from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E402
 from pipeline.page_eval import GT_LINES, PREDICTED  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
@@ -48,14 +49,16 @@ class Scores:
         return table[:, 0], table[:, 1], table[:, 2], table[:, 3]
 
 
+def _read_each(exp: Experiment, path_of: Callable[[str, System], Path]) -> dict[tuple[str, str], dict]:
+    """(variant, system name) -> the JSON file ``path_of(variant, system)``, for those that exist,
+    variants then systems in the config's order."""
+    return {(variant, system.name): json.loads(path.read_text(encoding="utf-8"))
+            for variant in exp.variants for system in exp.systems if (path := path_of(variant, system)).is_file()}
+
+
 def _load_scores(exp: Experiment, split: str) -> dict[tuple[str, str], Scores]:
-    scores = {}
-    for variant in exp.variants:
-        for system in exp.systems:
-            path = exp.paths.scores(variant, split, system)
-            if path.is_file():
-                scores[(variant, system.name)] = Scores(json.loads(path.read_text(encoding="utf-8")))
-    return scores
+    found = _read_each(exp, lambda variant, system: exp.paths.scores(variant, split, system))
+    return {key: Scores(data) for key, data in found.items()}
 
 
 def _pct(value: float) -> str:
@@ -118,13 +121,6 @@ def _reductions(base: Scores | None, new: Scores | None) -> list[str]:
         r = paired_reduction(errors_base, errors_new, lengths)
         cells.append(f"{_pct(r['reduction'])}% [{_pct(r['low'])}, {_pct(r['high'])}]")
     return cells
-
-
-def _load_calibrations(exp: Experiment, split: str) -> dict[tuple[str, str], dict]:
-    """``htr calibration`` JSON of each (variant, system) that has one."""
-    return {(variant, system.name): json.loads(path.read_text(encoding="utf-8"))
-            for variant in exp.variants for system in exp.systems
-            if (path := exp.paths.calibration(variant, split, system)).is_file()}
 
 
 def calibration_rows(calibrations: dict[tuple[str, str], dict]) -> list[list[str]]:
@@ -212,16 +208,15 @@ def page_level(exp: Experiment) -> list[list[str]]:
     found by ``htr segment``, as ``htr page-eval`` scored them (:mod:`pipeline.page_eval`:
     with a line map, two more CER columns split the difference into unannotated lines, order
     and the crops themselves)."""
-    found = [(variant, system, json.loads(path.read_text(encoding="utf-8"))["scores"])
-             for variant in exp.variants for system in exp.systems
-             if (path := exp.paths.page_scores(variant, system)).is_file()]
+    found = _read_each(exp, exp.paths.page_scores)
     if not found:
         return []
-    predicted = [name for name in found[0][2] if name != GT_LINES]
+    predicted = [name for name in next(iter(found.values()))["scores"] if name != GT_LINES]
     rows = [["model", "system", f"{GT_LINES} CER %", *(f"{name} CER %" for name in predicted),
              f"{GT_LINES} WER %", f"{PREDICTED} WER %"]]
-    for variant, system, scores in found:
-        rows.append([variant, system.name, _pct(scores[GT_LINES]["cer"]), *(_pct(scores[name]["cer"]) for name in predicted),
+    for (variant, system), data in found.items():
+        scores = data["scores"]
+        rows.append([variant, system, _pct(scores[GT_LINES]["cer"]), *(_pct(scores[name]["cer"]) for name in predicted),
                      _pct(scores[GT_LINES]["wer"]), _pct(scores[PREDICTED]["wer"])])
     return rows
 
@@ -334,7 +329,8 @@ def write_report(folder: Path) -> dict[str, Path]:
     exp = load_experiment(ExperimentFolder(folder).config, folder, check_stages=False)
     out = exp.paths.report
     out.mkdir(parents=True, exist_ok=True)
-    scores, calibrations = _load_scores(exp, "test"), _load_calibrations(exp, "test")
+    scores = _load_scores(exp, "test")
+    calibrations = _read_each(exp, lambda variant, system: exp.paths.calibration(variant, "test", system))
     tables = {"paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
               "lm_info": lm_rows(exp), "segmentation": segmentation_rows(exp), "pages": page_level(exp),
               "calibration": calibration_rows(calibrations), "cost": cost_rows(exp)}

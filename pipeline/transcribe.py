@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from common.image_files import images_in
+from common.image_files import expand_images
 from data_prep.layout import LayoutLine, Step, Word, bounds, relative_image, single_region
 from data_prep.layout_formats import FORMATS, layout_bytes
 from data_prep.line_crops import PrepareOptions, process_page
@@ -216,15 +216,6 @@ def transcribe(images: list[Path], job: Job) -> Summary:
     return summary
 
 
-def page_images(inputs: list[Path]) -> list[Path]:
-    """The images named, folders replaced by the images they hold."""
-    found: list[Path] = []
-    for item in inputs:
-        found += images_in(item) if item.is_dir() else [item]
-    # (a name that does not exist stays: it is counted as a page that could not be read)
-    return found
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="htr transcribe",
@@ -255,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         missing += [p for p in args.images if not p.exists()]
         print(f"htr transcribe: not found: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    images = page_images(args.images)
+    images = expand_images(args.images)
     stems = [p.stem for p in images]
     if len(set(stems)) != len(stems):
         print("htr transcribe: several images share a name; their outputs would overwrite each other", file=sys.stderr)
