@@ -14,6 +14,10 @@ at a threshold when its IoU reaches it.  Reported per page and in total:
   the share of matched lines in the longest run that is in order (``order_agreement``,
   1.0 = same order; one line placed elsewhere, e.g. a page label the annotator
   listed last, costs one line, not the whole page);
+- column-wise reading order (``region_order``): the matched predicted lines, in predicted
+  order, visit the ground truth's text regions (columns, margin notes; ALTO TextBlock,
+  PAGE TextRegion) in the ground truth's order, one region after the other, whatever the
+  order within a region (``same_order`` is the strict, line-level score);
 - for each predicted line, the ground-truth line it overlaps most (``line_map``), or none
   when less than 10% of it lies inside any ground-truth line: text the annotators left
   out, such as printed form headers.  The report uses the map to split the recognition
@@ -28,11 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from lxml import etree
 from scipy.optimize import linear_sum_assignment
 
 from data_prep.geometry import polygon_mask
 from data_prep.readers import read_alto, read_pagexml
-from data_prep.readers.base import LineSpec, local_name, parse_xml, xml_files
+from data_prep.readers.base import LineSpec, local_name, parse_xml, safe_id, xml_files
 from common.files import atomic_write_text
 from common.skips import SkipLog
 
@@ -83,13 +88,16 @@ class PageScore:
     same_order: bool = True
     order_agreement: float = 1.0
     in_order: int = 0  # matched lines in the longest in-order run
+    region_order: bool = True  # the matched lines visit the ground-truth regions in order
     mean_iou: float = 0.0
     # per predicted line: index of the ground-truth line it overlaps most, None if unannotated
     pred_to_gt: list[int | None] = field(default_factory=list)
 
 
-def score_page(name: str, pred: list[list[list[float]]], gt: list[list[list[float]]]) -> PageScore:
-    """Score one page's predicted polygons (in reading order) against ground truth."""
+def score_page(name: str, pred: list[list[list[float]]], gt: list[list[list[float]]],
+               gt_regions: list[int] | None = None) -> PageScore:
+    """Score one page's predicted polygons (in reading order) against ground truth;
+    ``gt_regions``: the rank of each ground-truth line's region in reading order."""
     p_regions = [Region.from_polygon(p) for p in pred if len(p) >= 3]
     g_regions = [Region.from_polygon(g) for g in gt if len(g) >= 3]
     inter = np.array([[intersection(p, g) for g in g_regions] for p in p_regions], float).reshape(len(p_regions), len(g_regions))
@@ -116,6 +124,9 @@ def score_page(name: str, pred: list[list[list[float]]], gt: list[list[list[floa
     score.same_order = all(a < b for a, b in zip(order, order[1:]))
     score.in_order = longest_increasing(order)
     score.order_agreement = round(score.in_order / len(order), 4) if order else 1.0
+    if gt_regions is not None:
+        visited = [gt_regions[g] for _, g in sorted(zip(rows[good], cols[good]))]
+        score.region_order = all(a <= b for a, b in zip(visited, visited[1:]))
     return score
 
 
@@ -138,33 +149,64 @@ def prf(matched: int, pred: int, gt: int) -> dict[str, float]:
 
 
 def page_lines(path: Path, log: SkipLog) -> dict[str, list[LineSpec]]:
-    """Stem -> lines with a polygon (document order) for every ALTO/PAGE XML file under ``path``."""
-    pages: dict[str, list[LineSpec]] = {}
+    """Stem -> lines with a polygon (reading order) for every ALTO/PAGE XML file under ``path``."""
+    return {stem: lines for stem, (lines, _) in _pages(path, log).items()}
+
+
+def _pages(path: Path, log: SkipLog) -> dict[str, tuple[list[LineSpec], list[int]]]:
+    """Stem -> (lines with a polygon, the rank of each line's region) for every XML file under ``path``."""
+    pages: dict[str, tuple[list[LineSpec], list[int]]] = {}
     for xml_path in xml_files(path):
         root = parse_xml(xml_path, log)
         if root is None:
             continue
         reader = read_pagexml if local_name(root) == "PcGts" else read_alto
         for spec in reader(xml_path, log):
-            pages[xml_path.stem] = [line for line in spec.lines if len(line.polygon) >= 3]
+            lines = [line for line in spec.lines if len(line.polygon) >= 3]
+            pages[xml_path.stem] = (lines, region_ranks(root, xml_path.stem, lines))
     return pages
+
+
+def region_ranks(root: etree._Element, stem: str, lines: list[LineSpec]) -> list[int]:
+    """For each of ``lines`` (read from the XML ``root`` of file ``stem``, in reading
+    order), the rank of its text region (TextBlock, TextRegion) in reading order: regions
+    rank by their first line, as the readers give the lines region by region.  A line
+    whose region is not found (a line without an ID) ranks with the line before it."""
+    region_of: dict[str, int] = {}
+    regions = (e for e in root.iter() if local_name(e) in ("TextBlock", "TextRegion"))
+    for number, region in enumerate(regions):
+        for line in region.iter("{*}TextLine"):
+            key = line.get("ID") or line.get("id")
+            if key:
+                region_of.setdefault(safe_id(f"{stem}_{key}"), number)
+    ranks: dict[int, int] = {}
+    result, last = [], 0
+    for line in lines:
+        region = region_of.get(line.id)
+        last = ranks.setdefault(region, len(ranks)) if region is not None else last
+        result.append(last)
+    return result
 
 
 def evaluate(pred_dir: Path, gt_dir: Path, log: SkipLog) -> dict:
     """Per-page and total scores; a ground-truth page without prediction counts as empty."""
-    gt = page_lines(gt_dir, log)
+    truth = _pages(gt_dir, log)
+    gt = {stem: lines for stem, (lines, _) in truth.items()}
     pred = page_lines(pred_dir, log)
     missing = sorted(set(gt) - set(pred))
     for name in missing:
         log.skip_file(pred_dir / f"{name}.xml", "no prediction for ground-truth page", "scored as zero lines")
-    scores = [score_page(name, [line.polygon for line in pred.get(name, [])], [line.polygon for line in gt[name]])
-              for name in sorted(gt)]
+    scores = [score_page(name, [line.polygon for line in pred.get(name, [])], [line.polygon for line in gt[name]],
+                         truth[name][1]) for name in sorted(gt)]
     total = {"pages": len(scores), "gt_lines": sum(s.gt_lines for s in scores),
              "pred_lines": sum(s.pred_lines for s in scores),
              "over_segmented": sum(s.over for s in scores), "under_segmented": sum(s.under for s in scores),
              "same_order_pages": sum(s.same_order for s in scores),
              "unannotated_pred_lines": sum(g is None for s in scores for g in s.pred_to_gt)}
     total["same_order_rate"] = round(total["same_order_pages"] / len(scores), 4) if scores else 0.0
+    total["region_order_pages"] = sum(s.region_order for s in scores)
+    total["region_order_rate"] = round(total["region_order_pages"] / len(scores), 4) if scores else 0.0
+    total["gt_regions"] = sum(len(set(ranks)) for _, ranks in truth.values())
     total["order_agreement_mean"] = round(float(np.mean([s.order_agreement for s in scores])), 4) if scores else 0.0
     total["pages_at_most_one_line_out_of_order"] = sum(
         1 for s in scores if s.in_order >= s.matched["0.5"] - 1)
@@ -197,7 +239,9 @@ def table(report: dict, worst: int = 5) -> str:
                  f"predicted outside every GT line {t.get('unannotated_pred_lines', 0)}, "
                  f"same reading order {t['same_order_pages']}/{t['pages']} "
                  f"(at most one line out of order: {t['pages_at_most_one_line_out_of_order']}/{t['pages']}, "
-                 f"mean order agreement {t['order_agreement_mean']:.4f})")
+                 f"mean order agreement {t['order_agreement_mean']:.4f}), "
+                 f"GT regions {t.get('gt_regions', 0)} read region by region in order on "
+                 f"{t.get('region_order_pages', t['pages'])}/{t['pages']} pages")
     bad = sorted(report["pages"], key=lambda p: (p["iou>=0.5"]["f1"], p["page"]))[:worst]
     bad = [p for p in bad if p["iou>=0.5"]["f1"] < 1.0 or not p["same_order"]]
     if bad:

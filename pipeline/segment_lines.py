@@ -161,7 +161,9 @@ def assign_ink(ink: np.ndarray, smooth: np.ndarray, ridges: np.ndarray, period: 
 
 
 @dataclass
-class _RawLine:
+class RawLine:
+    """A found line: its ink pixels in working (deskewed) coordinates."""
+
     ys: np.ndarray
     xs: np.ndarray
     glyph: float  # typical component height (pixel-weighted median)
@@ -170,37 +172,54 @@ class _RawLine:
     def centre(self) -> float:
         return float(np.median(self.ys))
 
-    def merge(self, other: "_RawLine") -> None:
+    def merge(self, other: "RawLine") -> None:
         self.ys = np.concatenate([self.ys, other.ys])
         self.xs = np.concatenate([self.xs, other.xs])
 
+    def moved(self, down: int, right: int) -> "RawLine":
+        """The same line in a frame whose origin is ``(down, right)`` pixels up-left of this one's."""
+        return RawLine(self.ys + down, self.xs + right, self.glyph)
 
-def collect_lines(assigned: np.ndarray, sizes: np.ndarray, period: float, config: SegmentConfig) -> list[_RawLine]:
-    """Per line label its ink pixels; fold stray marks into their line, drop specks and
-    (optionally) print much smaller than the page's handwriting."""
+
+def find_lines(ink: np.ndarray, period: float, config: SegmentConfig) -> list[RawLine]:
+    """The lines of an ink mask (a page or one of its regions), in no particular order:
+    ridges, ink to lines, stray marks folded in, specks dropped."""
+    smooth, ridges = ridge_lines(ink, period)
+    assigned, sizes = assign_ink(ink, smooth, ridges, period)
+    return collect_lines(assigned, sizes, period, config)
+
+
+def collect_lines(assigned: np.ndarray, sizes: np.ndarray, period: float, config: SegmentConfig) -> list[RawLine]:
+    """Per line label its ink pixels; fold stray marks into their line, drop specks."""
     lines = []
     for label, box in enumerate(ndi.find_objects(assigned), start=1):
         if box is None:
             continue
         inside = assigned[box] == label
         ys, xs = np.nonzero(inside)
-        lines.append(_RawLine(ys + box[0].start, xs + box[1].start, float(np.median(sizes[box][inside]))))
+        lines.append(RawLine(ys + box[0].start, xs + box[1].start, float(np.median(sizes[box][inside]))))
     lines = _fold_fragments(lines, period)
-    lines = [line for line in lines if len(line.ys) >= config.min_line_ink * period ** 2]
-    if lines and config.min_text_height > 0:
-        typical = float(np.median([line.glyph for line in lines]))
-        lines = [line for line in lines if line.glyph >= config.min_text_height * typical]
-    return lines
+    return [line for line in lines if len(line.ys) >= config.min_line_ink * period ** 2]
 
 
-def _fold_fragments(lines: list[_RawLine], period: float) -> list[_RawLine]:
+def drop_small_print(groups: list[list[RawLine]], config: SegmentConfig) -> list[list[RawLine]]:
+    """Optionally drop lines of print much smaller than the page's handwriting (the
+    typical glyph over every region of the page, so a region of small print goes too)."""
+    glyphs = [line.glyph for lines in groups for line in lines]
+    if not glyphs or config.min_text_height <= 0:
+        return groups
+    least = config.min_text_height * float(np.median(glyphs))
+    return [[line for line in lines if line.glyph >= least] for lines in groups]
+
+
+def _fold_fragments(lines: list[RawLine], period: float) -> list[RawLine]:
     """A short or faint line (accent row, a dot, a row of ascender tips) sitting within
     a line period of a longer line that spans it horizontally is part of that line."""
     if not lines:
         return lines
     typical_ink = float(np.median([len(line.ys) for line in lines]))
     lines = sorted(lines, key=lambda line: -len(line.ys))
-    kept: list[_RawLine] = []
+    kept: list[RawLine] = []
     for line in lines:
         left, right = line.xs.min(), line.xs.max()
         host = None
@@ -216,7 +235,7 @@ def _fold_fragments(lines: list[_RawLine], period: float) -> list[_RawLine]:
     return kept
 
 
-def envelope(line: _RawLine, period: float, bridge: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+def envelope(line: RawLine, period: float, bridge: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """Polygon (upper envelope left->right, lower envelope right->left) and baseline
     points, in working (sheared) coordinates."""
     step = max(2, int(period * 0.35))
@@ -245,7 +264,7 @@ def envelope(line: _RawLine, period: float, bridge: float = 1.5) -> tuple[np.nda
     return polygon, baseline
 
 
-def _baseline(line: _RawLine, left: int, right: int) -> np.ndarray:
+def _baseline(line: RawLine, left: int, right: int) -> np.ndarray:
     """A straight baseline (in sheared coordinates, i.e. deskewed): the row under the
     line's body where the ink profile drops below 40% of its peak, fitted per half."""
     points = []
@@ -272,10 +291,10 @@ def _baseline(line: _RawLine, left: int, right: int) -> np.ndarray:
     return np.asarray(points, float)
 
 
-def reading_order(lines: list[_RawLine], period: float) -> list[_RawLine]:
+def reading_order(lines: list[RawLine], period: float) -> list[RawLine]:
     """Top to bottom; lines that share their vertical band are read left to right."""
     ordered = sorted(lines, key=lambda line: line.centre)
-    rows: list[list[_RawLine]] = []
+    rows: list[list[RawLine]] = []
     for line in ordered:
         if rows and abs(line.centre - rows[-1][0].centre) < period * 0.35:
             rows[-1].append(line)

@@ -1,4 +1,4 @@
-"""What the line segmenter takes and gives: its settings, its lines and regions, its error.
+"""What the line segmenter takes and gives: its settings, its regions and lines, its error.
 
 How a segmented line relates to the other line types of the project (one line, seen at
 the stages it goes through; the polygon and baseline are the same page pixel
@@ -40,6 +40,7 @@ class SegmentConfig(CliConfig):
     max_glyph_height: float = field(default=4.0, metadata={"help": "ink components taller than this many line spacings are drawings, not text"})
     min_line_ink: float = field(default=0.06, metadata={"help": "drop lines with fewer ink pixels than this x (line spacing)^2: specks, stray dots"})
     min_text_height: float = field(default=0.0, metadata={"help": "drop lines whose typical glyph (component) height is below this x the page median: small print such as a form header; 0 keeps all (lines without ascenders can fall to ~0.35)"})
+    min_gutter: float = field(default=0.8, metadata={"help": "text regions (columns, margin notes) are split at vertical gaps at least this many line spacings wide that run the region's height; 0: one region per page"})
 
 
 @dataclass
@@ -57,12 +58,27 @@ class SegmentedLine:
 
 
 @dataclass
+class SegmentedRegion:
+    """A text region (a column, a margin note, a header block): its outline and its
+    lines in reading order, in full-page pixel coordinates."""
+
+    polygon: Polygon
+    lines: list[SegmentedLine]
+    margin: bool = False  # a margin note, read after the column it sits beside
+
+
+@dataclass
 class PageResult:
     image: Path
     width: int
     height: int
-    lines: list[SegmentedLine]
+    regions: list[SegmentedRegion]  # in reading order
     skew: float
+
+    @property
+    def lines(self) -> list[SegmentedLine]:
+        """Every line of the page in reading order (region by region)."""
+        return [line for region in self.regions for line in region.lines]
 
 
 class SegmentError(ValueError):

@@ -189,3 +189,59 @@ def test_fewer_pages_removes_the_extra_ones(tmp_path, run_prepare):
     _render(run_prepare, out, "--train-pages", "1")
     assert sorted(p.name for p in (out / "train" / "pages").iterdir()) == ["train-0000.jpg", "train-0000.xml"]
     assert {r.page for r in read_manifest(out / "train" / "manifest.jsonl")} == {str((out / "train" / "pages" / "train-0000.jpg").resolve())}
+
+
+@needs_assets
+@pytest.mark.parametrize("seed", [1, 2])
+def test_two_column_pages_with_a_margin_note_have_their_regions_in_reading_order(tmp_path, seed):
+    """--columns 2 --margin-notes 1: one region per column and one for the note, in reading
+    order (columns left to right, the note right after the column it is beside), valid ALTO
+    read back with its text; the segmenter finds the regions and reads them in that order."""
+    from lxml import etree
+    from data_prep.synthetic.dataset import render_page
+    from data_prep.synthetic.fonts import find_fonts
+    from data_prep.synthetic.text import ALPHABET
+    from pipeline import segment_eval
+    from pipeline.segment import segment_page
+    from pipeline.segment_types import SegmentConfig
+    from xmlcheck import check
+
+    config = SyntheticConfig(seed=seed, columns=2, margin_notes=1.0)
+    text = sentences(read_entries(config.text_dir))[:300]
+    render_page(config, "test", 0, text, find_fonts(config.fonts_dir, ALPHABET), tmp_path)
+    root = check(tmp_path / "test-0000.xml", "alto")
+    blocks = [[(float(l.get("HPOS")), float(l.get("HPOS")) + float(l.get("WIDTH"))) for l in b.iter("{*}TextLine")]
+              for b in root.iter("{*}TextBlock")]
+    assert len(blocks) == 3 and all(blocks)
+    column_lefts = [min(a for a, _ in block) for block in blocks]
+    widths = [max(b for _, b in block) - min(a for a, _ in block) for block in blocks]
+    note = int(np.argmin(widths))
+    columns = [k for k in range(3) if k != note]
+    assert column_lefts[columns[0]] < column_lefts[columns[1]]  # columns left to right
+    assert note == (1 if column_lefts[note] < column_lefts[columns[0]] else 2)  # right after its column
+    spec = next(read_alto(tmp_path / "test-0000.xml", SkipLog(stream=None)))
+    assert all(line.text for line in spec.lines) and len(spec.lines) == sum(map(len, blocks))
+    block_of = [k for k, block in enumerate(blocks) for _ in block]
+    running = " ".join(line.text for line, k in zip(spec.lines, block_of) if k != note)
+    assert running in " ".join(text * 2)  # the text flows from the first column into the second
+    result = segment_page(tmp_path / "test-0000.jpg", SegmentConfig())
+    ranks = segment_eval.region_ranks(etree.parse(str(tmp_path / "test-0000.xml")).getroot(), "test-0000", spec.lines)
+    score = segment_eval.score_page("p", [line.polygon for line in result.lines], [line.polygon for line in spec.lines], ranks)
+    assert len(result.regions) == 3 and sum(region.margin for region in result.regions) == 1
+    assert score.matched["0.5"] >= 0.9 * len(spec.lines) and score.region_order  # IoU: see README (synthetic GT is tight)
+
+
+def test_an_unsupported_column_count_is_refused_with_a_usage_error(tmp_path, capsys):
+    from data_prep.prepare import main
+    with pytest.raises(SystemExit) as stop:
+        main(["synthetic", "--out", str(tmp_path / "out"), "--columns", "4"])
+    assert stop.value.code == 2 and "--columns" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@needs_assets
+def test_a_split_of_no_pages_is_empty_not_an_error(tmp_path):
+    from data_prep.prepare import main
+    assert main(["synthetic", "--out", str(tmp_path), "--no-progress", "--train-pages", "0", "--dev-pages", "0",
+                 "--test-pages", "0"]) == 0
+    assert read_manifest(tmp_path / "manifest.jsonl") == []

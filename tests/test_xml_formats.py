@@ -139,3 +139,44 @@ def test_segment_writes_either_format_read_back_with_its_lines(tmp_path, fmt):
     for read, line in zip(spec.lines, result.lines):
         assert read.polygon == [[round(x), round(y)] for x, y in line.polygon]
         assert read.text == ""
+
+
+@pytest.mark.parametrize("fmt", ["alto", "page"])
+def test_regions_of_a_two_column_page_are_written_in_reading_order_and_read_back(tmp_path, fmt):
+    from test_segment_regions import make_columns
+    truth = make_columns(tmp_path / "scans" / "two.png", lines=6, note="right", seed=1)
+    out = tmp_path / "seg"
+    assert segment.main([str(truth.path), "--out", str(out), "--format", fmt]) == 0
+    root = check(out / "two.xml", fmt)
+    result = segment.segment_page(truth.path, SegmentConfig())
+    assert [region.margin for region in result.regions] == [False, False, True]
+    region_tag, line_id = ("TextBlock", "ID") if fmt == "alto" else ("TextRegion", "id")
+    written = list(root.iter(f"{{*}}{region_tag}"))
+    assert [len(region.findall("{*}TextLine")) for region in written] == [len(r.lines) for r in result.regions]
+    if fmt == "page":  # the ReadingOrder lists the regions as they are written
+        refs = sorted(root.iter("{*}RegionRefIndexed"), key=lambda r: int(r.get("index")))
+        assert [r.get("regionRef") for r in refs] == [region.get("id") for region in written]
+        assert all(len(region.find("{*}Coords").get("points").split()) >= 3 for region in written)
+    else:  # ALTO: the blocks in reading order, each with its polygon, IDNEXT to the next
+        assert [b.get("IDNEXT") for b in written] == [b.get("ID") for b in written[1:]] + [None]
+        assert all(b.find("{*}Shape/{*}Polygon") is not None for b in written)
+    assert [line.get(line_id) for line in root.iter("{*}TextLine")] == [f"l{n:03d}" for n in range(1, 16)]
+    spec = next(READ[fmt](out / "two.xml", SkipLog(stream=None)))
+    assert [read.polygon for read in spec.lines] == [[[round(x), round(y)] for x, y in line.polygon] for line in result.lines]
+
+
+@pytest.mark.parametrize("fmt", ["alto", "page"])
+def test_a_page_of_regions_with_text_reads_back_with_the_same_lines_and_text(tmp_path, fmt):
+    from test_segment_regions import make_columns
+    truth = make_columns(tmp_path / "two.png", lines=4, note="left", seed=2)
+    result = segment.segment_page(truth.path, SegmentConfig())
+    page = segment.page_layout(result, tmp_path, SegmentConfig())
+    for number, line in enumerate(page.lines, start=1):
+        line.text = f"line {number} of region {next(r.id for r in page.regions if line in r.lines)}"
+    path = tmp_path / f"two.{fmt}.xml"
+    path.write_bytes(layout_bytes(page, fmt))
+    check(path, fmt)
+    spec = next(READ[fmt](path, SkipLog(stream=None)))
+    assert [(read.text, read.polygon) for read in spec.lines] == \
+        [(line.text, [[round(x), round(y)] for x, y in line.polygon]) for line in page.lines]
+    assert len(page.regions) == 3 and page.lines[-1].text.endswith("region r3")

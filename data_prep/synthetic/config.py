@@ -20,6 +20,8 @@ class SyntheticConfig(CliConfig):
     font_size_min: int = field(default=30, metadata={"help": "smallest font size in px"})
     font_size_max: int = field(default=40, metadata={"help": "largest font size in px"})
     max_skew_degrees: float = field(default=1.5, metadata={"help": "largest page rotation"})
+    columns: int = field(default=1, metadata={"help": "text columns per page (2, 3: the text flows from column to column)", "choices": (1, 2, 3)})
+    margin_notes: float = field(default=0.0, metadata={"help": "share of pages with a note of a few short lines in a margin beside a column"})
     dev_fraction: float = field(default=0.1, metadata={"help": "share of sentences held out for dev"})
     test_fraction: float = field(default=0.1, metadata={"help": "share of sentences held out for test"})
     text_dir: Path = field(default=PROJECT_ROOT / "tools" / "text" / "fortunes",

@@ -26,13 +26,15 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from data_prep.alto_writer import alto_document
+from data_prep.alto_writer import alto_bytes, alto_document
+from data_prep import layout as page_xml
 from data_prep.line_crops import PrepareOptions, prepare_source
 from common.files import atomic_write_bytes, atomic_write_text
 from data_prep.records import LineRecord, read_manifest, write_manifest
 from data_prep.synthetic.config import SyntheticConfig
 from data_prep.synthetic.fonts import find_fonts
-from data_prep.synthetic.page import compose_page, lines_per_page, random_layout, wrap_words
+from data_prep.synthetic.columns import compose_columns
+from data_prep.synthetic.page import compose_page, lines_per_page, random_layout, running_text
 from data_prep.synthetic.text import ALPHABET, read_entries, sentences, split_sentences
 
 SPLITS = ("train", "dev", "test")
@@ -50,21 +52,18 @@ def render_page(config: SyntheticConfig, split: str, number: int, split_sentence
     size = int(rng.integers(config.font_size_min, config.font_size_max + 1))
     layout = random_layout(rng, config.page_width, config.page_height, font, size, config.max_skew_degrees)
     wanted = int(rng.integers(max(1, lines_per_page(layout) // 2), lines_per_page(layout) + 1))
-    words: list[str] = []
     start = int(rng.integers(len(split_sentences_)))
-    while True:
-        words += split_sentences_[start % len(split_sentences_)].split()
-        start += 1
-        texts = wrap_words(words, layout, rng)
-        if len(texts) > wanted:
-            texts = texts[:wanted]
-            break
     name = page_name(split, number)
-    page, lines = compose_page(texts, layout, rng)
+    if config.columns > 1 or config.margin_notes > 0:
+        page, regions = compose_columns(split_sentences_, start, wanted, layout, rng, config.columns, config.margin_notes)
+        xml = alto_bytes(page_xml.PageLayout(f"{name}.jpg", layout.width, layout.height, regions))
+    else:  # the default data set: one column, one text block
+        page, lines = compose_page(running_text(split_sentences_, start, wanted, layout, rng), layout, rng)
+        xml = alto_document(f"{name}.jpg", layout.width, layout.height, lines)
     buffer = io.BytesIO()
     Image.fromarray(page, mode="L").save(buffer, format="JPEG", quality=88)
     atomic_write_bytes(pages_dir / f"{name}.jpg", buffer.getvalue())
-    atomic_write_bytes(pages_dir / f"{name}.xml", alto_document(f"{name}.jpg", layout.width, layout.height, lines))
+    atomic_write_bytes(pages_dir / f"{name}.xml", xml)
 
 
 def _render_task(task: tuple) -> None:
@@ -77,7 +76,11 @@ def _fingerprint(config: SyntheticConfig, text_by_split: dict[str, list[str]], f
     for split in SPLITS:
         digest.update("\n".join(text_by_split[split]).encode("utf-8"))
     digest.update("\n".join(font.name for font in fonts).encode("utf-8"))
-    return {**config.to_dict(), "inputs_sha1": digest.hexdigest()}
+    settings = config.to_dict()
+    for key, default in (("columns", 1), ("margin_notes", 0.0)):
+        if settings[key] == default:  # pages rendered before these options existed are the same pages
+            del settings[key]
+    return {**settings, "inputs_sha1": digest.hexdigest()}
 
 
 def _fingerprint_changed(fingerprint: dict, out: Path) -> bool:
@@ -116,6 +119,7 @@ def build_synthetic(config: SyntheticConfig, options: PrepareOptions) -> dict[st
     combined: list[LineRecord] = []
     for split in SPLITS:
         split_out = out / split
+        (split_out / "pages").mkdir(parents=True, exist_ok=True)  # a split of 0 pages is an empty folder
         _remove_extra_pages(split_out / "pages", counts[split], split)
         result = prepare_source("alto", split_out / "pages", replace(options, out=split_out, split=split))
         summaries[split] = result.summary()
