@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from common import skips
 from common.files import atomic_write_bytes
-from common.image_files import images_in
+from common.image_files import expand_images
 from common.outlock import OutputError, claim_output
 from common.skips import SkipLog
 from data_prep.geometry import Polygon
@@ -201,16 +201,6 @@ def _work(task: tuple[Path, Path, SegmentConfig, bool, str]) -> tuple[Path, int,
     return path, len(result.lines), None
 
 
-def _images(inputs: list[Path]) -> list[Path]:
-    found = []
-    for item in inputs:
-        if item.is_dir():
-            found += images_in(item)
-        else:
-            found.append(item)
-    return found
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="htr segment",
@@ -232,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = SegmentConfig.from_args(args, SegmentConfig.load(args.config) if args.config else None)
-    images = _images(args.images)
+    images = expand_images(args.images)
     log = SkipLog()
     for path in [p for p in images if not p.is_file()]:
         log.skip_file(path, skips.MISSING_IMAGE)

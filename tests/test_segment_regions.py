@@ -28,11 +28,11 @@ class Columns:
 
 
 def _block(draw: ImageDraw.ImageDraw, rng: np.random.Generator, left: float, top: float, width: float,
-           count: int, spacing: float, size: int) -> list[list[list[float]]]:
+           count: int, spacing: float, size: int, choose: int = 12) -> list[list[list[float]]]:
     """``count`` lines of words no wider than ``width``; their boxes."""
     face, boxes = font(size), []
     for number in range(count):
-        words = list(rng.choice(WORDS, size=12))
+        words = list(rng.choice(WORDS, size=choose))
         while len(words) > 1 and draw.textlength(" ".join(words), font=face) > width:
             words.pop()
         y = top + number * spacing
@@ -43,10 +43,12 @@ def _block(draw: ImageDraw.ImageDraw, rng: np.random.Generator, left: float, top
 
 
 def make_columns(path: Path, *, columns: int = 2, lines: int = 10, gutter: float = 110, offset: float = 0,
-                 note: str | None = None, spacing: float = 70, size: int = 40, seed: int = 0) -> Columns:
+                 note: str | None = None, title: bool = False, spacing: float = 70, size: int = 40,
+                 seed: int = 0) -> Columns:
     """A page of ``columns`` columns with a ``gutter`` px wide between them (column k
     starts ``k * offset`` px lower), optionally a three-line note in the ``note``
-    ("left"/"right") margin beside the upper half of the nearest column."""
+    ("left"/"right") margin beside the upper half of the nearest column, and a title
+    line across the columns above them."""
     rng = np.random.default_rng(seed)
     width, height, margin, note_width = 1400, 1300, 80, 170
     image = Image.new("L", (width, height), 245)
@@ -54,8 +56,11 @@ def make_columns(path: Path, *, columns: int = 2, lines: int = 10, gutter: float
     left = margin + (note_width + gutter if note == "left" else 0)
     right = width - margin - (note_width + gutter if note == "right" else 0)
     column = (right - left - gutter * (columns - 1)) / columns
-    blocks = [_block(draw, rng, left + k * (column + gutter), 120 + k * offset, column, lines, spacing, size)
+    top = 120 + (2 * spacing if title else 0)
+    blocks = [_block(draw, rng, left + k * (column + gutter), top + k * offset, column, lines, spacing, size)
               for k in range(columns)]
+    if title:
+        blocks.insert(0, _block(draw, rng, left, 120, right - left, 1, spacing, size, choose=40))
     gutters = [(left + k * column + (k - 1) * gutter, left + k * (column + gutter)) for k in range(1, columns)]
     if note:
         x = margin if note == "left" else right + gutter
@@ -74,12 +79,14 @@ def score(page: Columns, config: SegmentConfig | None = None):
                                            page.regions)
 
 
-def crossing(result, gutters) -> list[int]:
-    """Numbers of the predicted lines that reach across a gutter (past its middle on both sides)."""
+def crossing(result, gutters, below: float = 0) -> list[int]:
+    """Numbers of the predicted lines (starting under ``below``) that reach across a
+    gutter (into both of its outer quarters)."""
     bad = []
     for number, line in enumerate(result.lines):
-        xs = np.asarray(line.polygon)[:, 0]
-        if any(xs.min() < a + (b - a) * 0.25 and xs.max() > b - (b - a) * 0.25 for a, b in gutters):
+        points = np.asarray(line.polygon)
+        if points[:, 1].min() >= below and any(
+                points[:, 0].min() < a + (b - a) * 0.25 and points[:, 0].max() > b - (b - a) * 0.25 for a, b in gutters):
             bad.append(number)
     return bad
 
@@ -120,6 +127,15 @@ def test_two_columns_and_a_note(tmp_path):
     assert [region.margin for region in result.regions] == [False, True, False]
     assert crossing(result, page.gutters) == [] and s.matched["0.5"] == s.pred_lines == len(page.lines)
     assert s.same_order
+
+
+def test_a_title_across_two_columns_is_read_first_then_the_columns(tmp_path):
+    page = make_columns(tmp_path / "title.png", lines=8, title=True, seed=5)
+    result, s = score(page)
+    assert len(result.regions) == 3 and len(result.regions[0].lines) == 1  # the title, then the columns
+    assert crossing(result, page.gutters, below=page.lines[1][0][1] - 20) == []
+    assert s.matched["0.5"] == s.pred_lines == len(page.lines) == 17
+    assert s.same_order and s.region_order
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
