@@ -208,7 +208,9 @@ def reading_order(regions: list[InkRegion]) -> list[InkRegion]:
     """``regions`` in XY-cut order, each margin note moved right after its column."""
     host = {index: column for index, region in enumerate(regions)
             if (column := _column_beside(region, regions)) is not None}
-    for index in host:
+    for index in host:  # a note beside a note goes with the column (no circles: a host is wider)
+        while host[index] in host:
+            host[index] = host[host[index]]
         regions[index].margin = True
     order: list[int] = []
     for index in range(len(regions)):

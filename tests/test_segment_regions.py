@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from pipeline import segment_eval
 from pipeline.segment import segment_page
+from pipeline.segment_regions import InkRegion, reading_order
 from pipeline.segment_types import SegmentConfig
 from test_segment import WORDS, font, make_page
 
@@ -173,3 +174,16 @@ def test_region_order_score():
     swapped = [boxes[i] for i in (1, 0, 2, 3, 5, 4)]
     s = segment_eval.score_page("within", swapped, boxes, regions)
     assert not s.same_order and s.region_order
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 900), st.integers(0, 900), st.integers(1, 400), st.integers(1, 400)),
+                min_size=1, max_size=8))
+def test_reading_order_keeps_every_region_once_and_each_note_after_its_column(boxes):
+    regions = [InkRegion(top, left, np.ones((height, width), bool)) for top, left, height, width in boxes]
+    ordered = reading_order(list(regions))
+    assert sorted(map(id, ordered)) == sorted(map(id, regions))
+    for number, note in enumerate(ordered):
+        if note.margin:  # its column (wider and higher; beside it, or beside the note it is beside) is before it
+            assert any(not column.margin and column.width > note.width and column.height > note.height
+                       for column in ordered[:number])
