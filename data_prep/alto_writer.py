@@ -8,18 +8,25 @@ software name and version), then ``Page`` > ``PrintSpace`` > one ``TextBlock`` p
 reading order (``IDNEXT`` links each to the next) > ``TextLine`` (box, ``BASELINE``,
 ``Shape/Polygon``) > one ``String`` per word with ``SP`` between them (``WC``/``CC`` when
 confidences are known; an empty line has one empty ``String``, as the schema needs one).
+
+Typed regions (a margin note) get a block-type tag the way eScriptorium exports and imports
+them: one ``Tags/OtherTag`` per type (``LABEL`` = the SegmOnto zone name, e.g.
+``MarginTextZone``, ``DESCRIPTION="block type MarginTextZone"``) between ``Description`` and
+``Layout``, referenced by the block's ``TAGREFS`` (ALTO 4.2: ``TagsType``, ``BlockType/@TAGREFS``).
 """
 from __future__ import annotations
 
 from lxml import etree
 
 from data_prep.geometry import format_points
-from data_prep.layout import (IMAGE_PATH_KEY, SOFTWARE, AltoLine, IdMaker, LayoutLine, PageLayout, Word,
-                              bounds, region_polygon, single_region, software_version)
+from data_prep.layout import (IMAGE_PATH_KEY, MARGINALIA, SOFTWARE, AltoLine, IdMaker, LayoutLine, PageLayout,
+                              Word, bounds, region_polygon, single_region, software_version)
 
 ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 SCHEMA = "http://www.loc.gov/standards/alto/v4/alto-4-2.xsd"
+# region type (PAGE's word) -> the SegmOnto zone name eScriptorium shows as the block type
+BLOCK_TYPES = {MARGINALIA: "MarginTextZone"}
 
 __all__ = ["ALTO_NS", "AltoLine", "alto_bytes", "alto_document"]
 
@@ -44,6 +51,7 @@ def alto_bytes(page: PageLayout) -> bytes:
     root = etree.Element(f"{{{ALTO_NS}}}alto", nsmap={None: ALTO_NS, "xsi": XSI_NS})
     root.set(f"{{{XSI_NS}}}schemaLocation", f"{ALTO_NS} {SCHEMA}")
     processing = _description(root, page, ids)
+    tags = _tags(root, page, ids)
     layout = _el(root, "Layout")
     attrs = {"PROCESSINGREFS": " ".join(processing)} if processing else {}
     sheet = _el(layout, "Page", ID=ids("page_1"), PHYSICAL_IMG_NR="1", WIDTH=str(page.width),
@@ -52,7 +60,8 @@ def alto_bytes(page: PageLayout) -> bytes:
     blocks = []
     for region in page.regions:
         polygon = region_polygon(region)
-        block = _el(space, "TextBlock", ID=ids(region.id), **_box(bounds(polygon)))
+        tag = {"TAGREFS": tags[region.type]} if region.type else {}
+        block = _el(space, "TextBlock", ID=ids(region.id), **tag, **_box(bounds(polygon)))
         if region.polygon:
             _el(_el(block, "Shape"), "Polygon", POINTS=format_points(polygon))
         for line in region.lines:
@@ -85,6 +94,19 @@ def _description(root: etree._Element, page: PageLayout, ids: IdMaker) -> list[s
         _el(software, "softwareVersion").text = software_version()
         refs.append(element.get("ID"))
     return refs
+
+
+def _tags(root: etree._Element, page: PageLayout, ids: IdMaker) -> dict[str, str]:
+    """``Tags`` with one block-type ``OtherTag`` per region type of the page; type -> tag ID."""
+    types = list(dict.fromkeys(region.type for region in page.regions if region.type))
+    if not types:
+        return {}
+    tags, element = {}, _el(root, "Tags")
+    for kind in types:
+        label = BLOCK_TYPES.get(kind, kind)
+        tags[kind] = ids(f"BT_{label}")
+        _el(element, "OtherTag", ID=tags[kind], LABEL=label, DESCRIPTION=f"block type {label}")
+    return tags
 
 
 def _line(block: etree._Element, line: LayoutLine, ids: IdMaker) -> None:

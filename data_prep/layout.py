@@ -49,11 +49,16 @@ class LayoutLine:
 AltoLine = LayoutLine  # the name the synthetic data set and older callers use
 
 
+# region types, in PAGE's vocabulary (TextRegion/@type); ALTO writes them as block-type tags
+MARGINALIA = "marginalia"
+
+
 @dataclass
 class Region:
     id: str
     lines: list[LayoutLine]
     polygon: Polygon | None = None  # None: the bounding box of its lines
+    type: str | None = None  # None: untyped text (a column, a header block); MARGINALIA: a margin note
 
 
 @dataclass

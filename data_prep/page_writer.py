@@ -5,9 +5,10 @@ Layout: ``Metadata`` (Creator = software and version, Created/LastChange, a
 ``processingStep`` MetadataItem per stage with its settings as Labels, and an
 ``imagePath`` item with the image relative to the XML when it is not beside it), then
 ``Page`` (``imageFilename`` = the image's base name) > ``ReadingOrder`` (one OrderedGroup of
-the regions) > one ``TextRegion`` per region > ``TextLine`` (``Coords``, ``Baseline``, the
-``Word``\\ s when their boxes are known, and ``TextEquiv`` with the line text; ``conf`` when
-known).  PAGE points are non-negative integers, so coordinates are rounded and clipped at 0.
+the regions) > one ``TextRegion`` per region (``type`` when known: ``marginalia`` for a margin
+note) > ``TextLine`` (``Coords``, ``Baseline``, the ``Word``\\ s when their boxes are known,
+and ``TextEquiv`` with the line text; ``conf`` when known).  PAGE points are non-negative
+integers, so coordinates are rounded and clipped at 0.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def page_bytes(page: PageLayout) -> bytes:
         for index, region_id in enumerate(region_ids):
             _el(group, "RegionRefIndexed", index=str(index), regionRef=region_id)
     for region, region_id in zip(page.regions, region_ids):
-        element = _el(sheet, "TextRegion", id=region_id)
+        element = _el(sheet, "TextRegion", id=region_id, **({"type": region.type} if region.type else {}))
         _el(element, "Coords", points=_points(region_polygon(region)))
         for line in region.lines:
             _line(element, line, ids)

@@ -33,7 +33,7 @@ from common.image_files import expand_images
 from common.outlock import OutputError, claim_output
 from common.skips import SkipLog
 from data_prep.geometry import Polygon
-from data_prep.layout import LayoutLine, PageLayout, Region, Step, relative_image
+from data_prep.layout import MARGINALIA, LayoutLine, PageLayout, Region, Step, relative_image
 from data_prep.layout_formats import FORMATS, layout_bytes
 from pipeline import rotation
 from pipeline.segment_ink import (binarise, column_shifts, estimate_skew, load_page, remove_furniture,
@@ -147,10 +147,12 @@ def page_layout(result: PageResult, out_dir: Path, config: SegmentConfig | None 
     """The page's regions and lines (reading order) for an XML file in ``out_dir``: the
     image's base name for eScriptorium and Transkribus, its path relative to ``out_dir``
     for the project's readers (``htr prepare alto:DIR``), the segmentation as processing
-    step.  Lines are numbered across the page (``l001``...), regions ``r1``..."""
+    step.  Lines are numbered across the page (``l001``...), regions ``r1``...; a margin
+    note is a region of type ``marginalia``."""
     numbers = iter(range(1, len(result.lines) + 1))
     regions = [Region(f"r{index}", [LayoutLine(id=f"l{next(numbers):03d}", polygon=line.polygon, baseline=line.baseline)
-                                    for line in region.lines], region.polygon)
+                                    for line in region.lines], region.polygon,
+                      MARGINALIA if region.margin else None)
                for index, region in enumerate(result.regions, start=1)]
     step = Step("line segmentation", {k: str(v) for k, v in (config or SegmentConfig()).to_dict().items()})
     return PageLayout(result.image.name, result.width, result.height, regions,

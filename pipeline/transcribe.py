@@ -5,10 +5,12 @@ Page by page, the stages of the toolkit: segmentation (``htr segment``; its ALTO
 a manifest per page), recognition (``OUT/work/logits/NAME.npz``) and decoding.  The model
 and the decoder are loaded once.  As soon as a page is done, ``OUT/NAME.txt`` (a line of
 text per text line, in reading order) and ``OUT/NAME.xml`` (ALTO v4 or PAGE 2019 with the
-text, and per word its box and optical confidences (:mod:`pipeline.confidence`: ALTO
-``WC``/``CC``, PAGE ``Word`` and ``TextEquiv@conf``) are written, each atomically.  A page whose two outputs are newer than its image and
-than the model and LM files (and whose XML is in the asked format) is skipped, so an
-interrupted run continues where it stopped; ``--force`` redoes every page.
+segmenter's text regions in reading order (columns, margin notes typed ``marginalia``), their
+lines with the text, and per word its box and optical confidences (:mod:`pipeline.confidence`:
+ALTO ``WC``/``CC``, PAGE ``Word`` and ``TextEquiv@conf``) are written, each atomically.  A
+page whose two outputs are newer than its image and than the model and LM files (and whose
+XML is in the asked format) is skipped, so an interrupted run continues where it stopped;
+``--force`` redoes every page.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 from lxml import etree
 
 from common.image_files import expand_images
-from data_prep.layout import LayoutLine, Step, Word, bounds, relative_image, single_region
+from data_prep.layout import LayoutLine, PageLayout, Region, Step, Word, bounds, relative_image
 from data_prep.layout_formats import FORMATS, layout_bytes
 from data_prep.line_crops import PrepareOptions, process_page
 from data_prep.readers import read_alto
@@ -171,14 +173,19 @@ def transcribe_page(job: Job, image: Path) -> int:
     manifest = work / "lines" / f"{image.stem}.jsonl"
     write_manifest(manifest, records)
     texts = job.recogniser.texts(manifest, work / "logits" / f"{image.stem}.npz")
-    lines = [_line(f"l{number:03d}", line, texts.get(line.id), result.width) for number, line in enumerate(spec.lines, start=1)]
+    if len(spec.lines) != len(segmentation.lines):  # the segmentation file is ours: every line reads back
+        raise SegmentError(image, f"{len(spec.lines)} of its {len(segmentation.lines)} segmented lines read back")
+    read_back = iter(spec.lines)  # the file's lines, region by region, in the order written
+    regions = [Region(region.id, [_line(line.id, read, texts.get(read.id), result.width)
+                                  for line, read in zip(region.lines, read_back)], region.polygon, region.type)
+               for region in segmentation.regions]
     steps = segmentation.steps + [Step("text recognition", job.recogniser.settings)]
-    page = single_region(image.name, result.width, result.height, lines, image_path=relative_image(image, job.out),
-                         steps=steps, created=datetime.now(timezone.utc))
+    page = PageLayout(image.name, result.width, result.height, regions, image_path=relative_image(image, job.out),
+                      steps=steps, created=datetime.now(timezone.utc))
     text_path, xml_path = outputs(job.out, image)
     atomic_write_bytes(xml_path, layout_bytes(page, job.fmt))
-    atomic_write_text(text_path, "".join(line.text + "\n" for line in lines))
-    return len(lines)
+    atomic_write_text(text_path, "".join(line.text + "\n" for line in page.lines))
+    return len(page.lines)
 
 
 def _line(line_id: str, spec, decoded: tuple[str, list[WordEvidence], int] | None, page_width: int) -> LayoutLine:

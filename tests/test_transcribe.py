@@ -147,3 +147,42 @@ def test_exit_is_non_zero_only_when_no_page_could_be_read(setup, capsys):
 def test_missing_model_is_named(tmp_path, capsys):
     assert main([str(tmp_path / "nope.jpg"), "--model", str(tmp_path / "nomodel")]) == 2
     assert "nope.jpg" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["alto", "page"])
+def test_a_two_column_page_with_a_margin_note_is_written_region_by_region_as_htr_segment_finds_them(setup, fmt):
+    """The regions of ``htr segment`` (two columns, then the note beside the right one, typed
+    marginalia), each with its lines, their text, words and confidences, in reading order."""
+    from test_segment_regions import make_columns
+    from pipeline import segment
+    truth = make_columns(setup / "columns" / "two.png", lines=6, note="right", seed=1)
+    assert main([str(truth.path), "--model", str(setup / "model"), "--out", str(setup / "out"), "--format", fmt]) == 0
+    assert segment.main([str(truth.path), "--out", str(setup / "seg"), "--format", fmt]) == 0
+    root, segmented = check(setup / "out" / "two.xml", fmt), check(setup / "seg" / "two.xml", fmt)
+    tag, key, outline = ("TextBlock", "ID", "{*}Shape/{*}Polygon") if fmt == "alto" else ("TextRegion", "id", "{*}Coords")
+    attribute = "POINTS" if fmt == "alto" else "points"
+
+    def regions(tree):  # region id, type, outline, its lines' ids and outlines
+        return [(r.get(key), r.get("type" if fmt == "page" else "TAGREFS"), r.find(outline).get(attribute),
+                 [(l.get(key), l.find(outline).get(attribute)) for l in r.iter("{*}TextLine")])
+                for r in tree.iter(f"{{*}}{tag}")]
+    written = regions(root)
+    assert written == regions(segmented) and len(written) == 3
+    assert [len(lines) for *_, lines in written] == [6, 6, 3]
+    blocks = list(root.iter(f"{{*}}{tag}"))
+    if fmt == "page":
+        assert [r.get("type") for r in blocks] == [None, None, "marginalia"]
+        refs = sorted(root.iter("{*}RegionRefIndexed"), key=lambda r: int(r.get("index")))
+        assert [r.get("regionRef") for r in refs] == [r.get("id") for r in blocks]
+    else:
+        tags = root.findall("{*}Tags/{*}OtherTag")
+        assert [(t.get("LABEL"), t.get("DESCRIPTION")) for t in tags] == [("MarginTextZone", "block type MarginTextZone")]
+        assert [b.get("TAGREFS") for b in blocks] == [None, None, tags[0].get("ID")]
+        assert [b.get("IDNEXT") for b in blocks] == [b.get("ID") for b in blocks[1:]] + [None]
+    text = (setup / "out" / "two.txt").read_text(encoding="utf-8").splitlines()
+    assert len(text) == 15
+    _check_confidences(root, fmt, text)  # every line of every region: its words and their confidences
+    spec = next(iter(READ[fmt](setup / "out" / "two.xml", SkipLog(stream=None))))
+    assert [line.text for line in spec.lines] == text
+    seg_spec = next(iter(READ[fmt](setup / "seg" / "two.xml", SkipLog(stream=None))))
+    assert [line.polygon for line in spec.lines] == [line.polygon for line in seg_spec.lines]

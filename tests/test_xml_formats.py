@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 from PIL import Image
 
-from data_prep.layout import IdMaker, LayoutLine, PageLayout, Region, Step, Word, relative_image, xml_id
+from data_prep.layout import MARGINALIA, IdMaker, LayoutLine, PageLayout, Region, Step, Word, relative_image, xml_id
 from data_prep.layout_formats import layout_bytes
 from data_prep.readers import read_alto, read_pagexml
 from common.skips import SkipLog
@@ -180,3 +180,33 @@ def test_a_page_of_regions_with_text_reads_back_with_the_same_lines_and_text(tmp
     assert [(read.text, read.polygon) for read in spec.lines] == \
         [(line.text, [[round(x), round(y)] for x, y in line.polygon]) for line in page.lines]
     assert len(page.regions) == 3 and page.lines[-1].text.endswith("region r3")
+
+
+@pytest.mark.parametrize("fmt", ["alto", "page"])
+def test_a_margin_note_region_is_typed_and_the_file_stays_valid(tmp_path, fmt):
+    """PAGE ``TextRegion@type="marginalia"``; ALTO a block-type ``OtherTag`` (as eScriptorium
+    exports it) referenced by the block's ``TAGREFS``; the lines and text read back unchanged."""
+    page, lines = _layout(tmp_path)
+    page.regions[1].type = MARGINALIA
+    page.regions.append(Region("r3", [LayoutLine("l9", [[10, 250], [90, 250], [90, 290], [10, 290]], [], "note")],
+                               type=MARGINALIA))
+    path = tmp_path / "out" / f"typed.{fmt}.xml"
+    path.parent.mkdir()
+    path.write_bytes(layout_bytes(page, fmt))
+    root = check(path, fmt)
+    if fmt == "page":
+        assert [r.get("type") for r in root.iter("{*}TextRegion")] == [None, "marginalia", "marginalia"]
+    else:
+        tags = root.findall("{*}Tags/{*}OtherTag")  # one tag per type, however many regions have it
+        assert [(t.get("LABEL"), t.get("DESCRIPTION")) for t in tags] == [("MarginTextZone", "block type MarginTextZone")]
+        assert [b.get("TAGREFS") for b in root.iter("{*}TextBlock")] == [None, tags[0].get("ID"), tags[0].get("ID")]
+        assert root.index(root.find("{*}Tags")) == 1  # between Description and Layout
+        misplaced = etree.fromstring(layout_bytes(page, fmt))
+        misplaced.append(misplaced.find("{*}Tags"))  # after Layout: not where ALTO 4.2 has it
+        with pytest.raises(AssertionError, match="not valid"):
+            check(etree.tostring(misplaced), fmt)
+    spec = next(READ[fmt](path, SkipLog(stream=None)))
+    assert [line.text for line in spec.lines] == [line.text for line in lines] + ["note"]
+    (tmp_path / "again").mkdir()
+    untyped = layout_bytes(_layout(tmp_path / "again")[0], fmt)  # no typed region: no Tags, no type
+    assert b"Tags" not in untyped and b"type=\"marginalia\"" not in untyped
