@@ -166,7 +166,16 @@ class Experiment:
 
     def page_images(self) -> list[Path]:
         """The test page images to segment ([] without ``test_pages``)."""
-        return images_in(self.test_pages) if self.test_pages is not None else []
+        if self.test_pages is None:
+            return []
+        if not Path(self.test_pages).is_dir():
+            raise ValueError(f"{self.test_pages}: the config's test_pages folder does not exist "
+                             "(its [data] prepare commands create it; or fix the path)")
+        return images_in(self.test_pages)
+
+    def data_ready(self) -> bool:
+        """The train/dev/test manifests exist (else the [data] prepare commands make them)."""
+        return all(Path(p).exists() for p in (self.train, self.dev, self.test))
 
 
 def _require(table: dict, key: str, where: str) -> Any:

@@ -294,7 +294,7 @@ def run(exp: Experiment, config_path: Path, only: str | None = None, interim: bo
     redoes whatever depends on the weights)."""
     exp.folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config_path, exp.paths.config)
-    if exp.prepare and not all(p.exists() for p in (exp.train, exp.dev, exp.test)):
+    if exp.prepare and not exp.data_ready():
         for command in exp.prepare:
             print(f"==> preparing the data: htr {' '.join(command)}", flush=True)
             subprocess.run([sys.executable, "-m", "pipeline.cli", *command], check=True)
@@ -328,6 +328,23 @@ def run(exp: Experiment, config_path: Path, only: str | None = None, interim: bo
     return [s.name for s in trainings] if interim else []
 
 
+def list_steps(exp: Experiment) -> int:
+    """``htr run --list``: each step and whether it is up to date.  Before the data exists
+    only its prepare commands are listed: the later steps depend on its pages and lines."""
+    if exp.prepare and not exp.data_ready():
+        for command in exp.prepare:
+            print(f"todo  prepare the data: htr {' '.join(command)}")
+        print("(the other steps are listed once the data exists)")
+        return 0
+    try:
+        for step in plan(exp):
+            print(f"{'done' if step.up_to_date() else 'todo'}  {step.name}: htr {' '.join(step.argv)}")
+    except ValueError as error:
+        print(f"htr run: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="htr run",
@@ -351,15 +368,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"htr run: {error}", file=sys.stderr)
         return 2
     if args.list:
-        for step in plan(exp):
-            print(f"{'done' if step.up_to_date() else 'todo'}  {step.name}: htr {' '.join(step.argv)}")
-        return 0
+        return list_steps(exp)
     try:
         paused = run(exp, args.config, args.only, interim=args.interim)
     except TrainingPaused as error:
         print(f"htr run: {error}\n(--interim scores and reports the models as they are now)")
         return 0
-    except (RuntimeError, subprocess.CalledProcessError) as error:
+    except (RuntimeError, ValueError, subprocess.CalledProcessError) as error:
         print(f"htr run: {error}\nFix the problem, then rerun the same command to continue.", file=sys.stderr)
         return 1
     for name in paused:

@@ -309,3 +309,18 @@ def test_the_plan_writes_where_the_experiment_folder_says_the_report_reads(tmp_p
     assert tune.argv[tune.argv.index("--lm") + 1] == str(exp.paths.lm)  # the shared LM folder, not a copy of it
     [decode] = [s for s in steps if s.kind == "decode" and "dropout-none" in s.name and "--tuned" in s.argv]
     assert decode.argv[decode.argv.index("--tuned") + 1] == str(tuned) and tuned in decode.inputs
+
+
+def test_the_list_before_the_data_exists_names_the_prepare_commands_and_a_missing_page_folder_is_one_line(tmp_path, capsys):
+    from pipeline.run import main
+
+    config = tmp_path / "fresh.toml"
+    config.write_text(CONFIG.format(root=tmp_path / "data").replace(
+        "[data]\n", '[data]\nprepare = ["prepare", "synthetic", "--out", "somewhere"]\ntest_pages = "nowhere/pages"\n'))
+    assert main([str(config), "--list", "--folder", str(tmp_path / "exp")]) == 0
+    assert "todo  prepare the data: htr prepare synthetic --out somewhere" in capsys.readouterr().out
+    (tmp_path / "data").mkdir()
+    for name in ("train", "dev", "test"):
+        (tmp_path / "data" / f"{name}.jsonl").write_text("")
+    assert main([str(config), "--list", "--folder", str(tmp_path / "exp")]) == 1
+    assert "nowhere/pages: the config's test_pages folder does not exist" in capsys.readouterr().err
