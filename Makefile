@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -80,3 +80,11 @@ report: setup  ## write the report of the experiment
 
 clean:  ## remove generated data (keeps the virtual env and tools)
 	rm -rf $(WORK)
+
+FT_NAME ?= lr3e-4-auglight
+FT_BASE ?= models/copiste/dropout-top
+FT_MINUTES ?= 3
+FT_FLAGS ?= --lr 0.0003 --augment --patience 0 --scheduler none
+finetune-bench: setup  ## fine-tune FT_BASE on Copiste dev's 7 first pages, greedy CER on their second pages -> reports/finetune/
+	@test -f $(WORK)/copiste/dev/manifest.jsonl || $(MAKE) copiste-data
+	$(PY) scripts/finetune_bench.py $(FT_NAME) --base $(FT_BASE) --manifest $(WORK)/copiste/dev/manifest.jsonl --max-minutes $(FT_MINUTES) --threads 2 -- $(FT_FLAGS)
