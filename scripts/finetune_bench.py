@@ -160,7 +160,8 @@ def training_summary(out: Path) -> dict:
     kept = min((row for row in metrics if row["dev_cer"] is not None), key=lambda row: row["dev_cer"],
                default=metrics[-1])
     return {"epochs": len(metrics), "minutes": metrics[-1]["minutes"],
-            "lines_per_s": round(lines / max(seconds, 1e-9), 2), "train_loss_last": metrics[-1]["train_loss"],
+            "lines_per_s": round(lines / seconds if seconds else sum(row["lines_per_s"] for row in metrics) / len(metrics), 2),
+            "train_loss_last": metrics[-1]["train_loss"],
             "epoch_kept": kept["epoch"], "dev_cer_kept": kept["dev_cer"]}
 
 
