@@ -71,7 +71,7 @@ def write_probe(name: str, threads: int, flags: list[str], command: list[str], f
         described["command"] = " ".join(["scripts/probe.py", name, "--record", str(folder), "--threads", str(threads), "--", *flags])
     atomic_write_text(REPORTS / f"{name}.json", json.dumps(described, indent=1) + "\n")
     print(f"probe {name}: {len(rows)} epochs, dev CER {rows[-1]['dev_cer']}% at {rows[-1]['cpu_minutes']} CPU-min; "
-          f"trained by {' '.join(command[1:3])}", file=sys.stderr)
+          + (f"recorded from {folder}" if folder is not None else f"trained by {' '.join(command[1:3])}"), file=sys.stderr)
 
 
 def read_probes() -> dict[str, tuple[dict, list[dict]]]:
