@@ -57,6 +57,7 @@ class ModelConfig(CliConfig):
     block_height: int = field(default=2, metadata={"help": "input block height (space-to-depth)"})
     sub_width: int = field(default=2, metadata={"help": "subsampling window/stride width of each conv layer"})
     sub_height: int = field(default=4, metadata={"help": "subsampling window/stride height of each conv layer"})
+    sub_widths: str = field(default="", metadata={"help": "subsampling widths, one per conv layer, instead of sub-width for all (e.g. 2,1: the top layer sees twice the columns, so CTC gets twice the frames per character, for the cost of the top layer only)"})
     mdlstm_init: float = field(default=0.0, metadata={"help": "MDLSTM weights start uniform in [-r, r] (RNNLIB, used by Graves and Pham: 0.1); 0: 1/sqrt(cells), as torch.nn.LSTM"})
     mdlstm_forget_bias: float = field(default=0.0, metadata={"help": "shift of the initial biases of the two forget gates of every MDLSTM cell (negative: the cell state stays bounded at the start)"})
     mdlstm_impl: str = field(default="auto", metadata={"help": "2D-LSTM implementation", "choices": ("auto", "naive", "wavefront", "cpp")})
@@ -78,6 +79,9 @@ class ModelConfig(CliConfig):
         if len(int_list(self.mdlstm_conv)) != len(int_list(self.mdlstm_hidden)) - 1:
             raise ValueError("mdlstm_conv needs one entry fewer than mdlstm_hidden "
                              f"(got {self.mdlstm_conv!r} and {self.mdlstm_hidden!r})")
+        if self.sub_widths and len(int_list(self.sub_widths)) != len(int_list(self.mdlstm_conv)):
+            raise ValueError(f"sub_widths needs one width per conv layer ({len(int_list(self.mdlstm_conv))}), "
+                             f"got {self.sub_widths!r}")
         if self.arch == "crnn" and self.crnn_pools > len(int_list(self.crnn_conv)):
             raise ValueError("crnn_pools cannot exceed the number of conv layers")
         if self.height < 1 or self.max_width < 8:
@@ -87,6 +91,12 @@ class ModelConfig(CliConfig):
 def model_config_of(config: ModelConfig) -> ModelConfig:
     """The plain ModelConfig part of a subclass (e.g. the training config)."""
     return ModelConfig(**{item.name: getattr(config, item.name) for item in fields(ModelConfig)})
+
+
+def conv_widths(config: ModelConfig) -> list[int]:
+    """The subsampling width of each conv layer of the MDLSTM network."""
+    convs = len(int_list(config.mdlstm_conv))
+    return int_list(config.sub_widths) if config.sub_widths else [config.sub_width] * convs
 
 
 def dropout_flags(layers: int, where: str) -> list[bool]:
@@ -180,18 +190,19 @@ class MDLSTMNet(nn.Module):
         hidden, convs = int_list(config.mdlstm_hidden), int_list(config.mdlstm_conv)
         self.lstms, self.drops, self.convs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         channels = config.block_width * config.block_height
+        widths = conv_widths(config)
         for i, (size, drop) in enumerate(zip(hidden, dropout_flags(len(hidden), config.dropout_where))):
             self.lstms.append(MDLSTM2d(channels, size, impl=config.mdlstm_impl, init_range=config.mdlstm_init,
                                        forget_bias=config.mdlstm_forget_bias))
             self.drops.append(dropout_layer(config.dropout) if drop else nn.Identity())
             if i < len(convs):
-                window = (config.sub_height, config.sub_width)
+                window = (config.sub_height, widths[i])
                 self.convs.append(nn.Conv2d(4 * size, convs[i], kernel_size=window, stride=window))
                 channels = convs[i]
         self.output = nn.Linear(4 * hidden[-1], num_classes)
         self.lanes_convs = nn.ModuleList(LanesConv(conv) for conv in self.convs)
         self.lanes_output = LanesLinear(self.output)
-        self.reduce_w = config.block_width * config.sub_width ** len(convs)
+        self.reduce_w = config.block_width * math.prod(widths)
         self.reduce_h = config.block_height * config.sub_height ** len(convs)
 
     def blocks(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pipeline.folders import CONFIG_FILE, MODEL_JSON
 from pipeline.metrics import best_epoch_row
 
 REQUIRED = ("title", "license", "language", "script", "time", "training-data", "reproduce")
-ARCH_KEYS = {"mdlstm": ("height", "mdlstm_hidden", "mdlstm_conv", "block_width", "block_height", "sub_width", "sub_height"),
+ARCH_KEYS = {"mdlstm": ("height", "mdlstm_hidden", "mdlstm_conv", "block_width", "block_height", "sub_width", "sub_widths", "sub_height"),
              "crnn": ("height", "crnn_conv", "crnn_pools", "crnn_lstm_hidden", "crnn_lstm_layers")}
 
 
@@ -46,7 +46,7 @@ def model_entry(folder: Path, scores: list[tuple[str, float, float]], default: b
     config = description["config"]
     return {
         "name": folder.name, "path": folder.name, "default": default,
-        "architecture": {"arch": config.get("arch"), **{k: config[k] for k in ARCH_KEYS.get(config.get("arch"), ()) if k in config},
+        "architecture": {"arch": config.get("arch"), **{k: config[k] for k in ARCH_KEYS.get(config.get("arch"), ()) if config.get(k) not in (None, "")},
                          "dropout": config.get("dropout"), "dropout_where": config.get("dropout_where")},
         "training": {"epochs": len(metrics), "max_epochs": train.get("max_epochs"), "best_epoch": best["epoch"],
                      "best_dev_cer": round(float(best["dev_cer"]), 2), "optimizer": train.get("optimizer"),

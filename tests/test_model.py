@@ -147,7 +147,18 @@ def test_bench_on_a_missing_gpu_is_one_clear_message():
         run_bench(BenchConfig(device="cuda", quick=True), say=lambda text: None)
 
 
-def test_mdlstm_net_in_the_lanes_layout_matches_the_wavefront_network():
+def test_per_layer_subsampling_widths_give_the_top_layer_more_columns_and_ctc_more_frames():
+    model = build_model(ModelConfig(mdlstm_impl="wavefront", sub_widths="2,1"), 10).eval()
+    with torch.no_grad():
+        logprobs, frames = model(torch.rand(1, 1, 64, 96), torch.tensor([96]))
+    assert logprobs.shape == (24, 1, 10) and frames.tolist() == [24]  # width / 4, not / 8
+    assert [conv.kernel_size for conv in model.convs] == [(4, 2), (4, 1)]
+    with pytest.raises(ValueError, match="one width per conv layer"):
+        ModelConfig(sub_widths="2,1,1").check()
+
+
+@pytest.mark.parametrize("sub_widths", ["", "2,1"])
+def test_mdlstm_net_in_the_lanes_layout_matches_the_wavefront_network(sub_widths):
     """With the C++ layer the whole network runs in the lanes layout (convs and output as
     GEMMs); outputs and every gradient are those of the (B, C, H, W) network."""
     from pipeline.bench import set_impl
@@ -155,9 +166,9 @@ def test_mdlstm_net_in_the_lanes_layout_matches_the_wavefront_network():
     if not cpp_available():
         pytest.skip("C++ scan unavailable")
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch="mdlstm", height=32), 20).eval()
+    model = build_model(ModelConfig(arch="mdlstm", height=32, sub_widths=sub_widths), 20).eval()
     images, widths = torch.rand(5, 1, 32, 72), torch.tensor([72, 60, 50, 40, 33])  # 5 lines: padded lanes
-    weights = torch.randn(9, 5, 20, generator=torch.Generator().manual_seed(1))
+    weights = torch.randn(9 if not sub_widths else 18, 5, 20, generator=torch.Generator().manual_seed(1))
     results = {}
     for impl in ("wavefront", "cpp"):
         set_impl(model, impl)
