@@ -64,9 +64,10 @@ def _full(array: np.ndarray, max_width: int, generator: torch.Generator) -> np.n
     import cv2  # loaded by albumentations
 
     height, width = array.shape
-    new_width = max(1, min(max_width - 2 * _MARGIN, round(width * scale)))
+    margin = min(_MARGIN, (max_width - 1) // 4)  # a tiny width cap keeps room for the line itself
+    new_width = max(1, min(max_width - 2 * margin, round(width * scale)))
     scaled = cv2.resize(array, (new_width, height), interpolation=cv2.INTER_LINEAR)
-    scaled = np.pad(scaled, ((0, 0), (_MARGIN, _MARGIN)))  # room for the slant at both ends
+    scaled = np.pad(scaled, ((0, 0), (margin, margin)))  # room for the slant at both ends
     with _LOCK:
         pipeline.set_random_seed(seed)
         out = pipeline(image=scaled)["image"]
