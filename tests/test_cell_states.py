@@ -2,23 +2,14 @@
 keeps them bounded (the cause of CTC's long all-blank phase, README "Probes")."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import torch
 
 from pipeline.mdlstm import MDLSTM2d
+from script_module import load_script
 from test_train import TRAIN_TEXTS, write_tiny_set
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cell_states.py"
 MODEL = ["--height", "16", "--mdlstm-hidden", "2,3,4", "--mdlstm-conv", "3,4", "--sub-height", "2", "--mdlstm-impl", "cpp"]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("cell_states_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_forget_bias_shifts_both_forget_gates_and_nothing_else():
@@ -34,7 +25,7 @@ def test_the_forget_bias_shifts_both_forget_gates_and_nothing_else():
 
 def test_the_report_has_one_row_per_layer_and_a_negative_bias_bounds_the_states(tmp_path, capsys):
     manifest = write_tiny_set(tmp_path / "lines", TRAIN_TEXTS)
-    script = load_script()
+    script = load_script("cell_states")
     assert script.main(["--manifest", str(manifest), "--", *MODEL, "--mdlstm-forget-bias", "-2"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[0] for row in rows] == ["0", "1", "2"]

@@ -3,7 +3,6 @@ greedy CER before and after a fine-tuning, and the per-run JSON and Markdown rep
 tiny generated model and manifest."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import torch
 from PIL import Image
 
 from pipeline.model import ModelConfig, build_model, save_model_folder
+from script_module import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "finetune_bench.py"
 ALPHABET = ["", " ", "a", "b", "c"]
 TINY = dict(height=16, mdlstm_hidden="2,3,4", mdlstm_conv="3,4", sub_height=2, mdlstm_impl="wavefront",
             dropout=0.5, dropout_where="top")
@@ -22,9 +21,7 @@ TINY = dict(height=16, mdlstm_hidden="2,3,4", mdlstm_conv="3,4", sub_height=2, m
 
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("finetune_bench_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("finetune_bench")
     monkeypatch.setattr(module, "WORK", tmp_path / "work")
     monkeypatch.setattr(module, "REPORTS", tmp_path / "reports")
     monkeypatch.setattr(module, "IN_PROCESS", True)  # htr train/recognize set torch's threads: restored after

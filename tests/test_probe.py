@@ -1,20 +1,17 @@
 """scripts/probe.py: the probe protocol's command, per-probe files, summary table and plot."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "probe.py"
+from script_module import load_script
+
 
 
 @pytest.fixture
 def probe(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("probe_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("probe")
     monkeypatch.setattr(module, "WORK", tmp_path / "work")
     monkeypatch.setattr(module, "REPORTS", tmp_path / "reports")
     return module
