@@ -7,6 +7,10 @@ the old rows are kept, a new row starts with small weights and the lowest bias o
 character rows, so a new character is at first unlikely and is learnt from the new lines.
 Everything else starts afresh, as in any new run: epochs, optimiser, early stopping, the
 best dev CER (measured on the new dev set).  The result is an ordinary model folder.
+
+``--freeze N`` (:func:`freeze_lower_layers`) trains only the upper part of the network: the
+lowest N layers keep the base model's weights (and batch-norm statistics), which a few pages
+of a new hand cannot then pull towards their own lines.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from pipeline.model import ModelConfig, load_model_folder
 
@@ -62,3 +67,50 @@ def take_layout(target: ModelConfig, source: ModelConfig) -> None:
     for item in fields(ModelConfig):
         if item.name != "mdlstm_impl":
             setattr(target, item.name, getattr(source, item.name))
+
+
+# ---------------------------------------------------------------- training only the upper layers
+
+def network_layers(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """The layers of an MDLSTM or CRNN network from the input up, as ``--freeze N`` counts
+    them: (name, modules).  MDLSTM: ``lstms.0, convs.0, lstms.1, convs.1, ..., output``;
+    CRNN: one entry per conv block (conv + batch norm: ``conv.0+1``), then ``lstms.0, ...,
+    output``.  Dropout and activations have no weights and belong to no layer."""
+    lstms = [(f"lstms.{i}", [lstm]) for i, lstm in enumerate(model.lstms)]
+    if hasattr(model, "convs"):  # MDLSTMNet: an MDLSTM layer, then its subsampling conv
+        convs = [(f"convs.{i}", [conv]) for i, conv in enumerate(model.convs)]
+        lower = [layer for pair in zip(lstms, convs + [None]) for layer in pair if layer is not None]
+    else:  # CRNN: conv blocks, then the BLSTM layers
+        blocks: list[tuple[list[str], list[nn.Module]]] = []
+        for name, module in model.conv.named_children():
+            if isinstance(module, nn.Conv2d):
+                blocks.append(([name], [module]))
+            elif any(True for _ in module.parameters()):
+                blocks[-1][0].append(name)
+                blocks[-1][1].append(module)
+        lower = [("conv." + "+".join(names), modules) for names, modules in blocks] + lstms
+    return lower + [(OUTPUT_LAYER, [getattr(model, OUTPUT_LAYER)])]
+
+
+def freeze_lower_layers(model: nn.Module, count: int, arch: str = "") -> list[str]:
+    """Freeze the lowest ``count`` layers of ``model`` (:func:`network_layers`): their
+    parameters get ``requires_grad = False``, so the optimiser (given only the parameters
+    that require a gradient) leaves them as they are.  Returns the names frozen."""
+    layers = network_layers(model)
+    names = ", ".join(name for name, _ in layers)
+    if not 0 <= count < len(layers):
+        raise ValueError(f"--freeze {count}: the {arch + ' ' if arch else ''}network has {len(layers)} layers from the input up "
+                         f"({names}); freeze 0 to {len(layers) - 1} of them, so the top layer still trains")
+    for _, modules in layers[:count]:
+        for module in modules:
+            module.requires_grad_(False)
+    return [name for name, _ in layers[:count]]
+
+
+def hold_frozen_statistics(model: nn.Module) -> None:
+    """Batch-norm layers whose weights are frozen keep their running statistics too (eval
+    mode during training): a frozen layer computes exactly what the base model did."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+                parameter.requires_grad for parameter in module.parameters()):
+            module.eval()

@@ -40,6 +40,7 @@ from data_prep.records import read_manifest
 from pipeline.augment import RECIPES
 from pipeline.data import LineDataset, bucket_batches, collate, load_lines, rank_share, sorted_batches
 from pipeline.decoders.greedy import greedy_decode
+from pipeline.finetune import freeze_lower_layers, hold_frozen_statistics
 from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON
 from pipeline.metrics import char_edits
 from pipeline.model import ModelConfig, build_model, count_parameters, save_model_folder
@@ -76,6 +77,7 @@ class TrainConfig(ModelConfig):
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     init: Path | None = field(default=None, metadata={"help": "fine-tune: start from this model folder's layout and weights (new characters extend its output layer; epochs, optimiser and best CER start afresh)"})
+    freeze: int = field(default=0, metadata={"help": "fine-tune (--init) only the upper layers: the lowest N layers keep the base model's weights (no gradient, left out of the optimiser). Layers from the input up: mdlstm lstms.0, convs.0, lstms.1, convs.1, ..., output (default layout: 6); crnn each conv block, each BLSTM, output (0: train everything)"})
 
 
 @dataclass
@@ -161,6 +163,7 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
                 config: TrainConfig, d: Dist, epoch: int) -> EpochStats:
     """One pass; batches whose loss or gradient is NaN/inf are skipped (same on all ranks)."""
     model.train()
+    hold_frozen_statistics(model)  # --freeze: frozen batch norms keep the base model's statistics
     dataset.set_epoch(process_seed(config.seed, d.rank), epoch)  # per-rank augmentation
     total_loss, lines, bad = 0.0, 0, 0
     start = time.perf_counter()
@@ -234,6 +237,8 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     if config.train is None:
         raise ValueError("--train is required")
     config.check()
+    if config.freeze and config.init is None:
+        raise ValueError(f"--freeze {config.freeze} needs --init MODEL_DIR: the frozen layers of a new network would stay random")
     d = setup_distributed(config)
     threads = config.threads or max(1, (os.cpu_count() or 1) // d.world)
     torch.set_num_threads(threads)
@@ -256,7 +261,8 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
         if skipped["lines_skipped"]:
             print(f"htr train: {skipped['lines_skipped']} lines skipped {skipped['line_skip_reasons']}", file=sys.stderr)
         print(f"htr train: {len(train_lines)} train / {len(dev_lines)} dev lines, {len(run.alphabet) - 1} symbols, "
-              f"{config.arch} {count_parameters(run.model)} parameters, {d.world} process(es) x {threads} threads",
+              f"{config.arch} {count_parameters(run.model)} parameters{frozen_note(run.model, config.freeze)}, "
+              f"{d.world} process(es) x {threads} threads",
               file=sys.stderr)
     net = run.model
     if d.world > 1:
@@ -299,8 +305,16 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
 def build(config: TrainConfig, classes: int, d: Dist):
     """The network, its optimiser and scheduler (what :func:`start_run` restores into)."""
     model = build_model(config, classes).to(d.device)
-    optimizer = make_optimizer(config, model.parameters())
+    freeze_lower_layers(model, config.freeze, config.arch)
+    optimizer = make_optimizer(config, [parameter for parameter in model.parameters() if parameter.requires_grad])
     return model, optimizer, make_scheduler(config, optimizer)
+
+
+def frozen_note(model: nn.Module, freeze: int) -> str:
+    if not freeze:
+        return ""
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    return f" ({trainable} trained, the lowest {freeze} layers frozen)"
 
 
 def epoch_row(epoch: int, stats: EpochStats, cer: float | None, run: Run, started: float) -> dict:
@@ -345,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             if not saved.is_file():
                 raise FileNotFoundError(f"{saved}: no saved run to resume")
             base = TrainConfig.load(saved)
+            if args.freeze is not None and args.freeze != base.freeze:
+                raise ValueError(f"--freeze {args.freeze}: the run in {saved.parent} froze {base.freeze} layers; "
+                                 "its optimiser holds those trainable parameters, resume without --freeze")
         elif args.config:
             base = TrainConfig.load(args.config)
         config = TrainConfig.from_args(args, base)
