@@ -2,7 +2,7 @@
 page lower the greedy CER on the same writer's second page.
 
     .venv/bin/python scripts/finetune_bench.py NAME [--base models/copiste/dropout-top]
-        [--max-minutes 3] [--threads 2] [--dropout P] [--dev first|none] -- [htr train flags]
+        [--max-minutes 3] [--threads 2] [--dropout P] [--dev first|heldout|none] -- [htr train flags]
     .venv/bin/python scripts/finetune_bench.py --summary     # only rebuild reports/finetune/summary.md
 
 The protocol (``make finetune-bench``):
@@ -19,7 +19,9 @@ The protocol (``make finetune-bench``):
    --threads T`` plus the flags after ``--``, into ``work/finetune-bench/runs/NAME`` (started
    afresh each time).  With ``--dev first`` (default) the epoch kept is the one with the
    lowest greedy CER on the training lines themselves (no second-page line is ever seen);
-   ``--dev none`` keeps the last epoch.
+   ``--dev heldout`` trains on 80% of the first-page lines (``first_train.jsonl``) and keeps the
+   epoch with the lowest CER on the other 20% (``first_heldout.jsonl``: every fifth line of
+   each first page, so every hand is in both); ``--dev none`` keeps the last epoch.
 4. The same measurement on the fine-tuned model; ``reports/finetune/NAME.json`` (base, flags,
    minutes, threads, epochs, lines/s, CER and WER before and after, relative change, the
    commands) and ``NAME.md`` (its table row); ``summary.md`` collects every run's row.
@@ -100,6 +102,25 @@ def split_pages(dev: Path = DEV, out: Path | None = None) -> dict:
     return {"documents": documents, **counts}
 
 
+HELD_OUT_EVERY = 5  # --dev heldout: every fifth line of each first page is held out (20%)
+
+
+def hold_out(out: Path | None = None, every: int = HELD_OUT_EVERY) -> dict:
+    """Split ``first_pages.jsonl`` into ``first_train.jsonl`` and ``first_heldout.jsonl``
+    (line k of each page held out when k % every == every - 1); returns the line counts."""
+    out = out or WORK
+    kept: dict[str, list[str]] = {"first_train": [], "first_heldout": []}
+    seen: dict[str, int] = {}
+    for line in (out / "first_pages.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            page = json.loads(line).get("page") or ""
+            k = seen[page] = seen.get(page, -1) + 1
+            kept["first_heldout" if k % every == every - 1 else "first_train"].append(line)
+    for name, lines in kept.items():
+        atomic_write_text(out / f"{name}.jsonl", "\n".join(lines) + "\n")
+    return {name: len(lines) for name, lines in kept.items()}
+
+
 # ---------------------------------------------------------------- running htr
 
 def htr(args: list[str]) -> None:
@@ -148,9 +169,13 @@ def with_dropout(base: Path, dropout: float, bases: Path) -> Path:
 
 def train_args(init: Path | str, out: Path | str, first: Path | str, minutes: float, threads: int, dev: str,
                flags: list[str]) -> list[str]:
-    args = ["train", "--init", str(init), "--train", str(first), "--out", str(out),
+    """``htr train`` arguments; ``first``: the folder of the first-page manifests."""
+    first = Path(first)
+    train = first / ("first_train.jsonl" if dev == "heldout" else "first_pages.jsonl")
+    args = ["train", "--init", str(init), "--train", str(train), "--out", str(out),
             "--max-minutes", f"{minutes:g}", "--threads", str(threads), "--no-progress"]
-    return args + (["--dev", str(first)] if dev == "first" else []) + list(flags)
+    selection = {"first": ["--dev", str(train)], "heldout": ["--dev", str(first / "first_heldout.jsonl")]}
+    return args + selection.get(dev, []) + list(flags)
 
 
 def training_summary(out: Path) -> dict:
@@ -173,7 +198,8 @@ def pct(value: float) -> str:
 
 def table_row(report: dict) -> str:
     before, after, run = report["before"], report["after"], report["training"]
-    flags = " ".join(report["train_flags"] + ([f"(dropout {report['dropout']:g})"] if report["dropout"] is not None else []))
+    flags = " ".join(report["train_flags"] + ([f"(dropout {report['dropout']:g})"] if report["dropout"] is not None else [])
+                     + ([f"(dev {report['dev']})"] if report.get("dev", "first") != "first" else []))
     cells = [report["name"], f"`{report['base']}`", f"`{flags}`" if flags else "(none)",
              f"{run['minutes']:.2f}", str(report["threads"]), str(run["epochs"]), f"{run['lines_per_s']:.1f}",
              f"{run['dev_cer_kept']:.1f}% (epoch {run['epoch_kept']})" if run["dev_cer_kept"] is not None else "",
@@ -204,7 +230,9 @@ def write_summary() -> None:
     lines = ["# Fine-tuning benchmark (scripts/finetune_bench.py)", "",
              "Greedy CER on the second pages of Copiste dev's two-page documents, before and after "
              f"fine-tuning on their first pages; target: {100 * TARGET:+.0f}% relative in <= {TARGET_MINUTES:g} minutes. "
-             "First-page CER: the greedy CER on the training lines of the epoch kept (model selection, --dev first).",
+             "First-page CER: the greedy CER of the epoch kept on the first-page lines it was selected on "
+             "(--dev first: the training lines themselves; --dev heldout: the fifth of the lines held out of "
+             "the training; --dev none: no selection, the last epoch).",
              "", table_head(), *[table_row(report) for report in reports], "", "Commands:", ""]
     lines += [f"- {report['name']}: `{report['command']}`" for report in reports]
     atomic_write_text(REPORTS / "summary.md", "\n".join(lines) + "\n")
@@ -217,7 +245,8 @@ def bench(name: str, base: Path, minutes: float, threads: int, dev: str, dropout
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise SystemExit(f"run name {name!r}: use letters, digits, '.', '_' and '-'")
     split = split_pages(manifest, WORK)
-    first, second = WORK / "first_pages.jsonl", WORK / "second_pages.jsonl"
+    lines = hold_out(WORK) if dev == "heldout" else {"first_train": split["first_pages"], "first_heldout": 0}
+    second = WORK / "second_pages.jsonl"
     base_slug = re.sub(r"[^A-Za-z0-9._-]+", "_", rel(base))
     before = measure(base, WORK / "base" / base_slug, second, threads)
     init = with_dropout(base, dropout, WORK / "bases") if dropout is not None else base
@@ -225,7 +254,7 @@ def bench(name: str, base: Path, minutes: float, threads: int, dev: str, dropout
     shutil.rmtree(out, ignore_errors=True)  # every run starts afresh
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started = time.perf_counter()
-    htr(train_args(init, out, first, minutes, threads, dev, flags))
+    htr(train_args(init, out, WORK, minutes, threads, dev, flags))
     wall = (time.perf_counter() - started) / 60
     after = measure(out, out / "eval", second, threads)
     command = " ".join(["scripts/finetune_bench.py", name, "--base", rel(base), "--max-minutes", f"{minutes:g}",
@@ -237,12 +266,13 @@ def bench(name: str, base: Path, minutes: float, threads: int, dev: str, dropout
         "name": name, "base": rel(base), "init": rel(init), "dropout": dropout, "train_flags": list(flags),
         "max_minutes": minutes, "threads": threads, "dev": dev, "documents": split["documents"],
         "first_page_lines": split["first_pages"], "second_page_lines": split["second_pages"],
+        "train_lines": lines["first_train"], "heldout_lines": lines["first_heldout"],
         "training": {**training, "wall_minutes": round(wall, 2)}, "before": before, "after": after,
         "relative_change": round(relative, 4),
         "target_met": relative <= TARGET and training["minutes"] <= TARGET_MINUTES + 0.5,
         "load_average_at_start": load, "cpu_count": os.cpu_count(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command,
-        "train_command": "htr " + " ".join(train_args(rel(init), rel(out), rel(first), minutes, threads, dev, flags)),
+        "train_command": "htr " + " ".join(train_args(rel(init), rel(out), rel(WORK), minutes, threads, dev, flags)),
     }
     write_report(report)
     print(f"finetune-bench {name}: greedy CER on the second pages {pct(before['cer'])} -> {pct(after['cer'])} "
@@ -262,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, default=BASE, help=f"model folder to fine-tune (default: {rel(BASE)})")
     parser.add_argument("--max-minutes", type=float, default=3.0, help="fine-tuning wall-clock budget (default 3)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--dev", choices=("first", "none"), default="first",
-                        help="model selection on the first pages' lines (the training lines; default) or none (last epoch)")
+    parser.add_argument("--dev", choices=("first", "heldout", "none"), default="first",
+                        help="model selection on the first pages' lines (the training lines; default), on a fifth "
+                             "of them held out of the training (heldout), or none (the last epoch)")
     parser.add_argument("--dropout", type=float, help="fine-tune with this dropout instead of the base model's own")
     parser.add_argument("--manifest", type=Path, default=DEV, help=f"dev manifest (default: {rel(DEV)})")
     parser.add_argument("--summary", action="store_true", help="only rebuild reports/finetune/summary.md")

@@ -87,3 +87,23 @@ def test_a_run_measures_before_and_after_and_writes_its_reports(bench, tmp_path)
     again = bench.bench("tiny", tmp_path / "base", 0.5, 1, "none", None, ["--max-epochs", "1"], manifest)
     assert again["before"] == report["before"] and again["training"]["epochs"] == 1
     assert again["init"] == report["base"]
+
+
+def test_heldout_trains_on_four_fifths_of_the_first_pages_and_selects_on_the_rest(bench, tmp_path):
+    manifest = _dev_manifest(tmp_path)  # first pages: d1_1 3 lines, d2_1 2 lines
+    bench.split_pages(manifest, tmp_path / "out")
+    assert bench.hold_out(tmp_path / "out", every=2) == {"first_train": 3, "first_heldout": 2}
+    read = lambda name: [json.loads(line)["id"] for line in (tmp_path / "out" / f"{name}.jsonl").read_text().splitlines()]  # noqa: E731
+    assert read("first_heldout") == ["d1_1_l1", "d2_1_l1"]  # every hand in both parts, no line in both
+    assert read("first_train") == ["d1_1_l0", "d1_1_l2", "d2_1_l0"]
+    args = bench.train_args("base", "run", tmp_path / "out", 3, 2, "heldout", ["--lr", "1"])
+    assert args[args.index("--train") + 1].endswith("first_train.jsonl")
+    assert args[args.index("--dev") + 1].endswith("first_heldout.jsonl") and args[-2:] == ["--lr", "1"]
+    assert "--dev" not in bench.train_args("base", "run", tmp_path / "out", 3, 2, "none", [])
+
+    torch.manual_seed(0)
+    config = ModelConfig(arch="mdlstm", **TINY)
+    save_model_folder(tmp_path / "base", config, ALPHABET, build_model(config, len(ALPHABET)))
+    report = bench.bench("held", tmp_path / "base", 0.5, 1, "heldout", None, ["--max-epochs", "1"], manifest)
+    assert (report["train_lines"], report["heldout_lines"]) == (5, 0)  # every fifth line: none of 3 and 2
+    assert "first_heldout.jsonl" in report["train_command"] and "(dev heldout)" in bench.table_row(report)
