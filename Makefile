@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -66,6 +66,13 @@ COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québ
 
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
 	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
+
+SEG_TRAIN := $(WORK)/copiste/train-seg
+copiste-segcrops: setup  ## the segmenter's own crops of the Copiste training pages with their ground-truth text; work/copiste/train-plus-seg = GT lines + crops (htr train --train)
+	@test -f $(WORK)/copiste/train/manifest.jsonl || $(MAKE) copiste-data
+	$(HTR) segment $(COPISTE)/train/*.jpg --out $(SEG_TRAIN)/pred --jobs 1
+	$(HTR) prepare alto:$(SEG_TRAIN)/pred --out $(SEG_TRAIN)/lines --keep-empty --no-progress
+	$(HTR) seg-crops --pred $(SEG_TRAIN)/lines/manifest.jsonl --gt $(WORK)/copiste/train/manifest.jsonl --out $(SEG_TRAIN) --combined $(WORK)/copiste/train-plus-seg
 
 COPISTE_MODELS := $(WORK)/experiments/copiste/models
 copiste-next:  ## save the best weights so far of each unfinished Copiste training into models/copiste-next (a fresh checkout continues from there)

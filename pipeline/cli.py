@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("pipeline.bench", "training/inference lines/s of each 2D-LSTM implementation and the CRNN"),
     "segment": ("pipeline.segment", "page images -> text lines in reading order (ALTO v4 with polygons, baselines)"),
     "segment-eval": ("pipeline.segment_eval", "score predicted lines against ground-truth ALTO/PAGE (IoU P/R/F1)"),
+    "seg-crops": ("pipeline.seg_crops", "segmenter crops of training pages + matched ground-truth text -> manifest"),
     "evaluate": ("pipeline.evaluate", "CER/WER of hypotheses against references, with bootstrap intervals"),
     "page-eval": ("pipeline.page_eval", "page-level CER/WER on ground-truth and on predicted lines, with intervals"),
     "calibration": ("pipeline.calibration", "word confidences against word accuracy: reliability bins and ECE"),

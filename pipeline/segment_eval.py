@@ -77,6 +77,37 @@ def intersection(a: Region, b: Region) -> int:
     return int(np.count_nonzero(wa & wb))
 
 
+def overlaps(pred: list[Region], gt: list[Region]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel intersections (pred x gt), the areas of the predicted and of the ground-truth
+    regions (at least 1), and the IoU matrix."""
+    inter = np.array([[intersection(p, g) for g in gt] for p in pred], float).reshape(len(pred), len(gt))
+    p_area = np.array([max(1, r.area) for r in pred], float)
+    g_area = np.array([max(1, r.area) for r in gt], float)
+    iou = inter / np.maximum(1.0, p_area[:, None] + g_area[None, :] - inter) if inter.size else inter
+    return inter, p_area, g_area, iou
+
+
+def assign(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one-to-one matching of maximum total IoU (Hungarian): row and column indices of
+    the min(rows, columns) assigned pairs (a pair may have IoU 0)."""
+    if not iou.size:
+        return np.array([], int), np.array([], int)
+    return linear_sum_assignment(-iou)
+
+
+def match_polygons(pred: list[list[list[float]]], gt: list[list[list[float]]]) -> list[tuple[int, int, float]]:
+    """Match two lists of line polygons one-to-one as ``score_page`` does: ``(pred index,
+    gt index, IoU)`` for each assigned pair, indices into the lists given, in predicted
+    order.  A polygon of fewer than 3 points takes part in no pair; pairs of IoU 0 are
+    left out (they are assigned only because the assignment is total)."""
+    p_index = [i for i, p in enumerate(pred) if len(p) >= 3]
+    g_index = [j for j, g in enumerate(gt) if len(g) >= 3]
+    _, _, _, iou = overlaps([Region.from_polygon(pred[i]) for i in p_index],
+                            [Region.from_polygon(gt[j]) for j in g_index])
+    rows, cols = assign(iou)
+    return sorted((p_index[r], g_index[c], float(iou[r, c])) for r, c in zip(rows, cols) if iou[r, c] > 0)
+
+
 @dataclass
 class PageScore:
     page: str
@@ -100,12 +131,9 @@ def score_page(name: str, pred: list[list[list[float]]], gt: list[list[list[floa
     ``gt_regions``: the rank of each ground-truth line's region in reading order."""
     p_regions = [Region.from_polygon(p) for p in pred if len(p) >= 3]
     g_regions = [Region.from_polygon(g) for g in gt if len(g) >= 3]
-    inter = np.array([[intersection(p, g) for g in g_regions] for p in p_regions], float).reshape(len(p_regions), len(g_regions))
-    p_area = np.array([max(1, r.area) for r in p_regions], float)
-    g_area = np.array([max(1, r.area) for r in g_regions], float)
-    iou = inter / np.maximum(1.0, p_area[:, None] + g_area[None, :] - inter) if inter.size else inter
+    inter, p_area, g_area, iou = overlaps(p_regions, g_regions)
     score = PageScore(page=name, gt_lines=len(g_regions), pred_lines=len(p_regions))
-    rows, cols = linear_sum_assignment(-iou) if iou.size else (np.array([], int), np.array([], int))
+    rows, cols = assign(iou)
     pair_iou = iou[rows, cols] if iou.size else np.array([])
     for threshold in THRESHOLDS:
         score.matched[str(threshold)] = int((pair_iou >= threshold).sum())
