@@ -32,3 +32,10 @@ def read_metrics(folder: Path) -> list[dict]:
     """The epoch rows of ``folder/metrics.json``; [] before the first epoch is written."""
     path = folder / METRICS_JSON
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+
+# The models shipped in the repository (``make copiste-models``): ``htr transcribe`` reads pages
+# with these when it is given no ``--model`` (and then no ``--lm``).
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "copiste"
+DEFAULT_MODEL = SHIPPED / "default"  # the best released model of any layout
+DEFAULT_LM = SHIPPED / "lm"

@@ -20,7 +20,7 @@ from data_prep.layout import SOFTWARE, software_version
 from common.files import read_toml
 from lm.folder import folder_tuned
 from pipeline.decoders.config import TUNED_KEYS
-from pipeline.folders import CONFIG_FILE, MODEL_JSON
+from pipeline.folders import CONFIG_FILE, DEFAULT_MODEL, MODEL_JSON
 from pipeline.metrics import best_epoch_row
 
 REQUIRED = ("title", "license", "language", "script", "time", "training-data", "reproduce")
@@ -35,6 +35,9 @@ def read_meta(path: Path) -> dict:
     if missing:
         raise ValueError(f"{path}: missing {', '.join(missing)} (see configs/copiste-card.toml for an example)")
     return meta
+
+
+SHIPPED_DEFAULT = DEFAULT_MODEL.name  # the folder of an export that htr transcribe reads without --model
 
 
 def model_entry(folder: Path, scores: list[tuple[str, float, float]], default: bool) -> dict:
@@ -77,8 +80,17 @@ def lm_entry(lm: Path) -> dict | None:
 
 def front_matter(meta: dict, out: Path, variants: list[str], scores: dict[str, list], default: str) -> str:
     """The YAML header (with its ``---`` lines) for the models ``variants`` exported in ``out``."""
-    header = {**meta, "software": {"name": SOFTWARE, "version": software_version()},
-              "models": [model_entry(out / v, scores.get(v, []), v == default) for v in variants]}
+    shipped = out / SHIPPED_DEFAULT
+    if (shipped / MODEL_JSON).is_file():  # `htr transcribe` without --model reads with OUT/default
+        default = SHIPPED_DEFAULT
+        variants = [*[v for v in variants if v != SHIPPED_DEFAULT], SHIPPED_DEFAULT]
+    source = (shipped / "SOURCE").read_text(encoding="utf-8").strip() if (shipped / "SOURCE").is_file() else None
+    models = [model_entry(out / v, scores.get(source if v == SHIPPED_DEFAULT else v, []), v == default)
+              for v in variants]
+    for entry in models:
+        if entry["name"] == SHIPPED_DEFAULT and source:
+            entry["copy_of"] = source  # a variant of the same export, or a model folder's path
+    header = {**meta, "software": {"name": SOFTWARE, "version": software_version()}, "models": models}
     lm = lm_entry(out / "lm")
     if lm is not None:
         header["language-model"] = lm

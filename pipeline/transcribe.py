@@ -1,4 +1,7 @@
-"""``htr transcribe PAGE_IMAGE... --model M [--lm DIR] [--format alto|page]``: page images to text.
+"""``htr transcribe PAGE_IMAGE... [--model M] [--lm DIR] [--format alto|page]``: page images to text.
+
+Without ``--model`` it reads with the shipped French model (``models/copiste/default``, the best
+released model of any layout) and its LM (``models/copiste/lm``).
 
 Page by page, the stages of the toolkit: segmentation (``htr segment``; its ALTO is kept in
 ``OUT/work/segment/NAME.xml``), the line crops of ``htr prepare`` (``OUT/work/lines/``, with
@@ -34,7 +37,7 @@ from common.skips import SkipLog
 from pipeline.confidence import WordEvidence, evidence
 from pipeline.decoders.config import LM_DECODERS, DecodeConfig, tuned_config
 from pipeline.decoders.pool import make_decoder
-from pipeline.folders import MODEL_JSON, WEIGHTS
+from pipeline.folders import DEFAULT_LM, DEFAULT_MODEL, MODEL_JSON, WEIGHTS
 from pipeline.segment import page_layout, segment_page
 from pipeline.segment_types import SegmentConfig, SegmentError
 
@@ -233,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: htr transcribe scans/*.jpg --model models/copiste/dropout-all --lm models/copiste/lm "
                "--decoder lexicon --out transcripts")
     parser.add_argument("images", nargs="+", type=Path, help="page images (or folders of them)")
-    parser.add_argument("--model", type=Path, required=True, help="model folder written by 'htr train'")
+    parser.add_argument("--model", type=Path, help="model folder written by 'htr train' (default: the shipped French "
+                                                   "model, models/copiste/default, with its LM models/copiste/lm)")
     parser.add_argument("--lm", type=Path, help="LM folder written by 'htr lm' (needed by beam-lm, lexicon, char-lm)")
     parser.add_argument("--decoder", default=None, help="decoder (default: lexicon with --lm, else greedy)")
     parser.add_argument("--tuned", type=Path, help="tuned LM weight and word bonus ('htr tune --out'; default: the "
@@ -247,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.model is None:
+        if not (DEFAULT_MODEL / MODEL_JSON).is_file():
+            print(f"htr transcribe: no --model given and the shipped default model {DEFAULT_MODEL} is missing; "
+                  "pass --model MODEL_DIR (a folder written by 'htr train')", file=sys.stderr)
+            return 2
+        args.model = DEFAULT_MODEL
+        if args.lm is None and DEFAULT_LM.is_dir():
+            args.lm = DEFAULT_LM
+        print(f"htr transcribe: model {args.model}" + (f", LM {args.lm}" if args.lm else ""), file=sys.stderr)
     missing = [p for p in [args.model, *([args.lm] if args.lm else []), *([args.tuned] if args.tuned else [])]
                if not p.exists()]
     if missing:

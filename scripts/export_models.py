@@ -34,6 +34,7 @@ from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  #
 from pipeline.folders import CONFIG_FILE, DONE, EXPORTED_FILES, METRICS_JSON  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
 
+DEFAULT = "default"  # OUT/default: the model `htr transcribe` uses without --model (pipeline.folders)
 MODEL_FILES = EXPORTED_FILES  # what `htr run` needs to continue a training (resume_from)
 LM_FILES = ("lexicon.txt", "words.txt", "lm.bin", "lm.json")
 LM_EXTENSION_FILES = (WORDLIST, EXTENSION)  # htr lm --extra-words
@@ -95,6 +96,10 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
         lines.append(f"| {variant} | {state['epochs']} of {state['max_epochs']} | "
                      f"{'finished' if state['finished'] else 'unfinished (interim)'} | "
                      f"{state['best_dev_cer']:.1f}% | {state['best_epoch']} |")
+    source = out / DEFAULT / "SOURCE"
+    if source.is_file():
+        lines += ["", f"`{DEFAULT}/` is a copy of `{source.read_text().strip()}`: the model `htr transcribe` "
+                      "reads with when it is given no `--model`."]
     settings = next(iter(states.values()))["settings"]
     lines += ["", "Settings (all variants; only `dropout_where` differs): "
               + ", ".join(f"`{k}={v}`" for k, v in settings.items() if k != "dropout_where") + ".\n",
@@ -117,7 +122,22 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
     return "\n".join(lines)
 
 
-def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict | None = None) -> Path:
+def default_source(exp: Experiment, states: dict, default: str) -> tuple[str, Path]:
+    """(name, folder) of the model that becomes OUT/default: a variant of the experiment, the
+    variant with the lowest best dev CER (``best``), or any model folder (e.g. a wider layout's
+    training, named by its path)."""
+    if default == "best":
+        default = min(states, key=lambda variant: states[variant]["best_dev_cer"])
+    if default in states:
+        return default, exp.paths.model(default)
+    folder = Path(default)
+    if not (folder / "model.json").is_file():
+        raise ValueError(f"--default {default}: neither a variant ({', '.join(states)}), 'best', nor a model folder")
+    return str(folder), folder
+
+
+def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict | None = None,
+           default: str | None = None) -> Path:
     exp = load_experiment(ExperimentFolder(exp_folder).config, exp_folder, check_stages=False)
     states = {}
     for variant in exp.variants:
@@ -125,6 +145,12 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict |
         for name in MODEL_FILES:
             copy(model / name, out / variant / name)
         states[variant] = training_state(model)
+    if default is not None:  # what `htr transcribe` reads with when given no --model
+        label, source = default_source(exp, states, default)
+        for name in MODEL_FILES:
+            copy(source / name, out / DEFAULT / name)
+        atomic_write_text(out / DEFAULT / "SOURCE", f"{label}\n")
+        print(f"default model: {source} (best dev CER {training_state(source)['best_dev_cer']:.2f}%)")
     lm = exp.paths.lm
     for name in LM_FILES:
         copy(lm / name, out / "lm" / name)
@@ -162,6 +188,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="export folder, e.g. models/copiste")
     parser.add_argument("--lm-variant", default="dropout-all", help="variant whose tuned LM weights ship in OUT/lm")
     parser.add_argument("--data", default="", help="one paragraph on the training data and its licence")
+    parser.add_argument("--default", metavar="VARIANT|best|MODEL_DIR",
+                        help="also copy this model into OUT/default (what htr transcribe uses without --model): "
+                             "a variant, the variant with the best dev CER, or any model folder")
     parser.add_argument("--card", type=Path, help="card metadata (TOML): the card gets a YAML header")
     parser.add_argument("--refresh-card", type=Path, metavar="OUT", help="only rewrite the YAML header of OUT/MODEL_CARD.md")
     args = parser.parse_args()
@@ -175,7 +204,7 @@ def main() -> int:
             card = refresh_card(args.refresh_card, meta, args.lm_variant)
             print(f"rewrote the header of {card}")
             return 0
-        card = export(args.experiment, args.out, args.lm_variant, args.data, meta)
+        card = export(args.experiment, args.out, args.lm_variant, args.data, meta, args.default)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"export_models: {error}", file=sys.stderr)
         return 1

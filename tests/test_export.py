@@ -116,3 +116,35 @@ def test_card_metadata_without_a_licence_is_refused_by_name(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(tmp_path / "m"), "--card",
                            str(tmp_path / "card.toml")], capture_output=True, text=True)
     assert done.returncode == 1 and "card.toml: missing license" in done.stderr
+
+
+def _best_variant(exp) -> str:
+    def best(variant):
+        return min(row["dev_cer"] for row in json.loads((exp.folder / "models" / variant / "metrics.json").read_text()))
+    return min(exp.variants, key=best)
+
+
+def test_default_best_copies_the_variant_with_the_lowest_dev_cer_and_the_card_says_so(tmp_path):
+    exp = _complete_experiment(tmp_path)
+    (exp.folder / "models" / "dropout-none" / "weights.pt").write_bytes(b"none weights")
+    out = tmp_path / "models"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--default", "best"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    best = _best_variant(exp)
+    assert (out / "default" / "weights.pt").read_bytes() == (out / best / "weights.pt").read_bytes()
+    assert (out / "default" / "SOURCE").read_text().strip() == best
+    assert f"`default/` is a copy of `{best}`" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_default_may_be_a_model_folder_of_another_layout_and_a_wrong_name_is_one_message(tmp_path):
+    exp = _complete_experiment(tmp_path)
+    other = exp.folder / "models" / "dropout-all"
+    out = tmp_path / "models"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--default", str(other)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (out / "default" / "model.json").read_bytes() == (other / "model.json").read_bytes()
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(tmp_path / "m2"),
+                           "--default", "dropout-wide"], capture_output=True, text=True)
+    assert done.returncode == 1 and "--default dropout-wide" in done.stderr and "Traceback" not in done.stderr

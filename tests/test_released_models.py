@@ -55,7 +55,10 @@ def test_released_card_header_describes_each_committed_model():
     from pipeline.model_card import read_front_matter
     header = read_front_matter(RELEASE / "MODEL_CARD.md")
     assert header["license"] and header["training-data"]["license"] and header["language"] == ["fra"]
-    assert {m["name"] for m in header["models"]} == set(VARIANTS)
+    assert {m["name"] for m in header["models"]} == {*VARIANTS, "default"}
+    default = next(m for m in header["models"] if m["default"])
+    assert default["name"] == "default" and default["copy_of"] in VARIANTS
+    assert (RELEASE / "default" / "weights.pt").read_bytes() == (RELEASE / default["copy_of"] / "weights.pt").read_bytes()
     for entry in header["models"]:
         alphabet = json.loads((RELEASE / entry["path"] / "model.json").read_text())["alphabet"]
         assert entry["alphabet"]["symbols"] == "".join(alphabet[1:]) and entry["alphabet"]["size"] == len(alphabet)

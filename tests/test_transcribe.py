@@ -149,6 +149,28 @@ def test_missing_model_is_named(tmp_path, capsys):
     assert "nope.jpg" in capsys.readouterr().err
 
 
+def test_without_model_the_shipped_default_reads_the_pages(setup, monkeypatch, capsys):
+    monkeypatch.setattr(transcribe_module, "DEFAULT_MODEL", setup / "model")
+    monkeypatch.setattr(transcribe_module, "DEFAULT_LM", setup / "no-lm")
+    assert main([str(setup / "scans" / "p1.png"), "--out", str(setup / "out")]) == 0
+    assert f"model {setup / 'model'}" in capsys.readouterr().err
+    assert (setup / "out" / "p1.txt").is_file() and (setup / "out" / "p1.xml").is_file()
+
+
+def test_without_model_a_missing_default_is_one_message(setup, monkeypatch, capsys):
+    monkeypatch.setattr(transcribe_module, "DEFAULT_MODEL", setup / "not-shipped")
+    assert main([str(setup / "scans" / "p1.png"), "--out", str(setup / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "not-shipped" in err and "--model" in err and "Traceback" not in err
+    assert not (setup / "out" / "p1.txt").exists()
+
+
+def test_the_shipped_default_model_is_a_model_folder():
+    from pipeline.folders import DEFAULT_LM, DEFAULT_MODEL, can_warm_start
+    assert can_warm_start(DEFAULT_MODEL), f"{DEFAULT_MODEL}: make copiste-models --default"
+    assert (DEFAULT_LM / "lm.bin").is_file()
+
+
 @pytest.mark.parametrize("fmt", ["alto", "page"])
 def test_a_two_column_page_with_a_margin_note_is_written_region_by_region_as_htr_segment_finds_them(setup, fmt):
     """The regions of ``htr segment`` (two columns, then the note beside the right one, typed
