@@ -57,9 +57,11 @@ def test_released_card_header_describes_each_committed_model():
     assert header["license"] and header["training-data"]["license"] and header["language"] == ["fra"]
     assert {m["name"] for m in header["models"]} == {*VARIANTS, "default"}
     default = next(m for m in header["models"] if m["default"])
-    assert default["name"] == "default" and default["copy_of"] in VARIANTS
-    assert (RELEASE / "default" / "weights.pt").read_bytes() == (RELEASE / default["copy_of"] / "weights.pt").read_bytes()
+    assert default["name"] == "default" and default["training"]["best_dev_cer"] > 0
+    if default["copy_of"] in VARIANTS:  # else another layout's model folder (a probe), named by its path
+        assert (RELEASE / "default" / "weights.pt").read_bytes() == (RELEASE / default["copy_of"] / "weights.pt").read_bytes()
     for entry in header["models"]:
         alphabet = json.loads((RELEASE / entry["path"] / "model.json").read_text())["alphabet"]
         assert entry["alphabet"]["symbols"] == "".join(alphabet[1:]) and entry["alphabet"]["size"] == len(alphabet)
-        assert {row["system"] for row in entry["dev"]} == {"RNN alone", "+ lexicon", "+ lexicon + LM"}
+        if entry["name"] in VARIANTS:  # the experiment's score table covers its variants
+            assert {row["system"] for row in entry["dev"]} == {"RNN alone", "+ lexicon", "+ lexicon + LM"}
