@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops copiste-synthlines
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -75,6 +75,12 @@ copiste-segcrops: setup  ## the segmenter's own crops of the Copiste training pa
 	$(HTR) segment $(COPISTE)/train/*.jpg --out $(SEG_TRAIN)/pred --jobs 1
 	$(HTR) prepare alto:$(SEG_TRAIN)/pred --out $(SEG_TRAIN)/lines --keep-empty --no-progress
 	$(HTR) seg-crops --pred $(SEG_TRAIN)/lines/manifest.jsonl --gt $(WORK)/copiste/train/manifest.jsonl --out $(SEG_TRAIN) --combined $(WORK)/copiste/train-plus-seg
+
+SYNTH_LINES ?= 20000
+SYNTH_LINES_FLAGS ?=
+copiste-synthlines: setup  ## SYNTH_LINES (20,000) rendered single lines (17 fonts) of the Copiste training text + wordfreq French words -> work/copiste/synth-lines, for pretraining (never dev text)
+	@test -f $(WORK)/copiste/train/manifest.jsonl || $(MAKE) copiste-data
+	$(HTR) prepare synthetic-lines:$(WORK)/copiste/train/manifest.jsonl --out $(WORK)/copiste/synth-lines --lines $(SYNTH_LINES) --jobs $(JOBS) $(SYNTH_LINES_FLAGS)
 
 COPISTE_MODELS := $(WORK)/experiments/copiste/models
 copiste-next:  ## save the best weights so far of each unfinished Copiste training into models/copiste-next (a fresh checkout continues from there)

@@ -1,7 +1,8 @@
 """``htr prepare SOURCE --out DIR``: any supported source -> canonical line manifest.
 
-SOURCE is ``KIND:PATH`` (``alto:``, ``page:``, ``iam:``, ``rimes:``, ``folder:``) or
-``synthetic``.  The output folder gets ``manifest.jsonl`` (one record per line, see
+SOURCE is ``KIND:PATH`` (``alto:``, ``page:``, ``iam:``, ``rimes:``, ``folder:``),
+``synthetic`` or ``synthetic-lines:MANIFEST`` (lines rendered from a training manifest's
+text, :mod:`data_prep.synthetic.lines`).  The output folder gets ``manifest.jsonl`` (one record per line, see
 :class:`data_prep.records.LineRecord`), ``lines/`` (grayscale PNG crops) and
 ``summary.json`` (lines loaded and skipped, with the reasons).  Bad input never
 stops the run: each problem is printed with its file name and counted.
@@ -15,16 +16,19 @@ from pathlib import Path
 from data_prep.line_crops import PrepareOptions, prepare_source
 from common.outlock import OutputError, claim_output
 from data_prep.readers import READERS
-from data_prep.synthetic.config import SyntheticConfig
+from data_prep.synthetic.config import SyntheticConfig, SyntheticLinesConfig
+
+SYNTHETIC_LINES = "synthetic-lines"
 
 
 def parse_source(source: str) -> tuple[str, Path | None]:
     if source == "synthetic":
         return "synthetic", None
     kind, sep, path = source.partition(":")
-    if not sep or kind not in READERS or not path:
+    if not sep or kind not in (*READERS, SYNTHETIC_LINES) or not path:
         kinds = ", ".join(f"{k}:PATH" for k in READERS)
-        raise SystemExit(f"htr prepare: unknown SOURCE {source!r}; use one of {kinds}, or synthetic")
+        raise SystemExit(f"htr prepare: unknown SOURCE {source!r}; use one of {kinds}, synthetic, "
+                         f"or {SYNTHETIC_LINES}:MANIFEST")
     return kind, Path(path)
 
 
@@ -47,9 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a data source into the canonical line manifest (DIR/manifest.jsonl + DIR/lines/*.png).",
         epilog="SOURCE kinds: alto:PATH (ALTO v2-v4 files or folder), page:PATH (PAGE XML 2013/2019), "
                "iam:PATH (IAM root: ascii/lines.txt + lines/, or xml/ + forms/), rimes:PATH (Rimes line XML), "
-               "folder:PATH (NAME.png + NAME.gt.txt), synthetic (render the embedded default data set). "
+               "folder:PATH (NAME.png + NAME.gt.txt), synthetic (render the embedded default data set), "
+               "synthetic-lines:MANIFEST (render --lines single lines from the text of a training manifest "
+               "and French words from wordfreq, for pretraining). "
                "Example: htr prepare alto:../shared/data/copiste/dev --out work/copiste/dev")
-    parser.add_argument("source", metavar="SOURCE", help="KIND:PATH or 'synthetic'")
+    parser.add_argument("source", metavar="SOURCE", help="KIND:PATH, 'synthetic' or 'synthetic-lines:MANIFEST'")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for cropping (default 1)")
     parser.add_argument("--writer-pattern", default=None,
@@ -60,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-empty", action="store_true",
                         help="keep lines without transcription (e.g. lines found by 'htr segment', to recognise them)")
     SyntheticConfig.add_arguments(parser.add_argument_group("synthetic data set (SOURCE = synthetic)"))
+    SyntheticLinesConfig.add_arguments(parser.add_argument_group(
+        "synthetic lines (SOURCE = synthetic-lines:MANIFEST)",
+        "also --seed, --font-size-min, --font-size-max, --max-skew-degrees and --fonts-dir above, and --jobs"))
     return parser
 
 
@@ -86,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{split}: {format_summary(summary)}")
         print(f"wrote {args.out}/manifest.jsonl and {args.out}/{{train,dev,test}}/")
         return 0
+    if kind == SYNTHETIC_LINES:
+        return _synthetic_lines(args, path, options)
     try:
         result = prepare_source(kind, path, options)
     except FileNotFoundError as error:
@@ -95,5 +106,21 @@ def _run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out / 'manifest.jsonl'} ({len(result.records)} lines) and {args.out / 'summary.json'}")
     if not result.records:
         print(f"htr prepare: no line could be loaded from {path}; see the messages above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _synthetic_lines(args: argparse.Namespace, manifest: Path, options: PrepareOptions) -> int:
+    from data_prep.synthetic.lines import build_synthetic_lines, format_lines_summary  # scipy/skimage imports
+    try:
+        summary = build_synthetic_lines(SyntheticLinesConfig.from_args(args), manifest, options)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"htr prepare: {error}", file=sys.stderr)
+        return 2
+    print(format_lines_summary(summary))
+    print(f"wrote {args.out / 'manifest.jsonl'} ({summary['lines_loaded']} lines), {args.out / 'lines'}/ "
+          f"and {args.out / 'summary.json'}")
+    if args.lines and not summary["lines_loaded"]:
+        print("htr prepare: no line could be rendered; see the messages above", file=sys.stderr)
         return 1
     return 0
