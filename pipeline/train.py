@@ -67,7 +67,7 @@ class TrainConfig(ModelConfig):
     lr_patience: int = field(default=3, metadata={"help": "plateau: epochs without dev improvement before reducing"})
     batch_size: int = field(default=12, metadata={"help": "lines per batch (per process)"})
     max_epochs: int = field(default=1000, metadata={"help": "stop after this many epochs"})
-    max_minutes: float = field(default=0.0, metadata={"help": "stop after the epoch that passes this many minutes in this run (0: no limit)"})
+    max_minutes: float = field(default=0.0, metadata={"help": "time budget of this run in minutes: no epoch is started that would end past it at the run's mean epoch time (at least one epoch runs; 0: no limit)"})
     patience: int = field(default=30, metadata={"help": "early stopping: epochs without dev CER improvement, counted once the dev CER is below 100%% (0: never)"})
     clip: float = field(default=10.0, metadata={"help": "gradient-norm clipping (0: none)"})
     augment: bool = field(default=False, metadata={"help": "augment the training lines (recipe: --augmentation)"})
@@ -271,6 +271,7 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     widths = [line.width for line in train_lines]
     started = time.perf_counter()
     state = run.state
+    run_start_epoch = state.epoch
     while state.epoch < config.max_epochs:
         if config.patience and state.bad_epochs >= config.patience:
             if d.main:
@@ -290,8 +291,7 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
         if d.main:
             save_epoch(out, config, run, rngs, improved)
             print(epoch_message(epoch, stats, cer if dev_lines else None, row), file=sys.stderr)
-        over_time = config.max_minutes > 0 and time.perf_counter() - started > 60 * config.max_minutes
-        if broadcast_flag(over_time, d):
+        if broadcast_flag(out_of_time(config.max_minutes, time.perf_counter() - started, epoch - run_start_epoch), d):
             break
     if d.main:
         kept = (f"best dev CER {state.best_cer:.2f}% at epoch {state.best_epoch}" if dev_lines
@@ -300,6 +300,18 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     if d.world > 1:
         dist.barrier()  # rank 0 has written its files: leave together, so no rank tears gloo down early
     return run.model
+
+
+def out_of_time(max_minutes: float, elapsed_seconds: float, epochs_run: int) -> bool:
+    """Whether the run must stop rather than start another epoch under ``--max-minutes``.
+
+    The budget is a ceiling: the next epoch is started only if it is expected (at this run's
+    mean epoch time, evaluation included) to end within it.  A run always does at least one
+    epoch, so a chunked training never stalls."""
+    if max_minutes <= 0 or epochs_run < 1:
+        return False
+    per_epoch = elapsed_seconds / epochs_run
+    return elapsed_seconds + per_epoch > 60 * max_minutes
 
 
 def build(config: TrainConfig, classes: int, d: Dist):

@@ -240,3 +240,15 @@ def test_augmentation_depends_on_seed_epoch_and_line_not_on_load_order(tiny, rec
     data.set_epoch(7, 2)
     other = [data[i][0] for i in range(len(lines))]
     assert any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(forward, other))
+
+
+@pytest.mark.parametrize("minutes, elapsed, epochs, expected", [
+    (0, 1e6, 5, False),      # no budget
+    (1, 1e6, 0, False),      # the first epoch always runs
+    (1, 25, 1, False),       # 25 s + 25 s fits in 60 s
+    (1, 40, 2, False),       # 40 + 20 = 60: ends exactly at the budget
+    (1, 45, 2, True),        # 45 + 22.5 would end past it
+    (3, 171, 6, True),       # 6 epochs of 28.5 s: a 7th would end at 3.33 minutes (the 2026-12-02 fine-tuning did)
+])
+def test_max_minutes_is_a_ceiling_at_the_mean_epoch_time(minutes, elapsed, epochs, expected):
+    assert train_module.out_of_time(minutes, elapsed, epochs) is expected
