@@ -96,10 +96,11 @@ report: setup  ## write the report of the experiment
 clean:  ## remove generated data (keeps the virtual env and tools)
 	rm -rf $(WORK)
 
-FT_NAME ?= lr3e-4-auglight
-FT_BASE ?= models/copiste/dropout-top
+FT_NAME ?= default-lr3e-4-auglight-devnone
+FT_BASE ?= models/copiste/default
 FT_MINUTES ?= 3
+FT_DEV ?= none
 FT_FLAGS ?= --lr 0.0003 --augment --patience 0 --scheduler none
 finetune-bench: setup  ## fine-tune FT_BASE on Copiste dev's 7 first pages, greedy CER on their second pages -> reports/finetune/
 	@test -f $(WORK)/copiste/dev/manifest.jsonl || $(MAKE) copiste-data
-	$(PY) scripts/finetune_bench.py $(FT_NAME) --base $(FT_BASE) --manifest $(WORK)/copiste/dev/manifest.jsonl --max-minutes $(FT_MINUTES) --threads 2 -- $(FT_FLAGS)
+	$(PY) scripts/finetune_bench.py $(FT_NAME) --base $(FT_BASE) --manifest $(WORK)/copiste/dev/manifest.jsonl --max-minutes $(FT_MINUTES) --threads 2 --dev $(FT_DEV) -- $(FT_FLAGS)

@@ -1,7 +1,7 @@
 """Fine-tuning benchmark: how much a few minutes of ``htr train --init`` on a writer's first
 page lower the greedy CER on the same writer's second page.
 
-    .venv/bin/python scripts/finetune_bench.py NAME [--base models/copiste/dropout-top]
+    .venv/bin/python scripts/finetune_bench.py NAME [--base models/copiste/default]
         [--max-minutes 3] [--threads 2] [--dropout P] [--dev first|heldout|none] -- [htr train flags]
     .venv/bin/python scripts/finetune_bench.py --summary     # only rebuild reports/finetune/summary.md
 
@@ -51,7 +51,7 @@ from common.files import atomic_write_text  # noqa: E402
 DEV = ROOT / "work" / "copiste" / "dev" / "manifest.jsonl"
 WORK = ROOT / "work" / "finetune-bench"
 REPORTS = ROOT / "reports" / "finetune"
-BASE = ROOT / "models" / "copiste" / "dropout-top"
+BASE = ROOT / "models" / "copiste" / "default"
 TARGET = -0.20  # the issue's target: -20% relative CER on the second pages ...
 TARGET_MINUTES = 3.0  # ... in at most this many minutes of fine-tuning
 IN_PROCESS = False  # run the htr commands in this process (the tests), not as subprocesses
