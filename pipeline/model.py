@@ -283,16 +283,40 @@ class CRNN(nn.Module):
         x = x.permute(3, 0, 1, 2).reshape(w, b, c * h)  # (T, B, features)
         lengths = self.frames(widths)
         for lstm, drop in zip(self.lstms, self.drops):
-            # packing keeps the right padding out of the backward direction
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
-            x, _ = nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], total_length=w)
-            x = drop(x)
+            x = drop(padded_bilstm(lstm, x, lengths))
         return F.log_softmax(self.output(x), dim=-1), lengths
 
     def frames(self, widths: torch.Tensor | int):
         if isinstance(widths, torch.Tensor):
             return torch.div(widths + self.reduce - 1, self.reduce, rounding_mode="floor")
         return math.ceil(widths / self.reduce)
+
+
+def padded_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A one-layer bidirectional ``lstm`` over right-padded sequences ``x`` (T, B, F) of
+    ``lengths``: the same outputs as packing them, zeros past each end.
+
+    Each direction runs on the plain padded tensor (torch's fused CPU kernel; a packed
+    sequence takes a per-step path about 3.5x slower on one thread, forward + backward):
+    the forward direction reaches the padding only after a line's last frame, and the
+    reverse direction reads each line reversed within its own length."""
+    if lstm.num_layers != 1 or not lstm.bidirectional:
+        raise ValueError("padded_bilstm runs one bidirectional layer")
+    steps = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+    lengths = lengths.to(x.device).unsqueeze(0)
+    inside = steps < lengths  # (T, B)
+    # frame t of a line of length L is frame L-1-t reversed; the padding stays where it is
+    flip = torch.where(inside, lengths - 1 - steps, steps).unsqueeze(2)
+    forward = _one_direction(lstm, x, "")
+    backward = _one_direction(lstm, x.gather(0, flip.expand(-1, -1, x.shape[2])), "_reverse")
+    backward = backward.gather(0, flip.expand(-1, -1, backward.shape[2]))
+    return torch.cat([forward, backward], dim=2) * inside.unsqueeze(2)
+
+
+def _one_direction(lstm: nn.LSTM, x: torch.Tensor, suffix: str) -> torch.Tensor:
+    weights = [getattr(lstm, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    zeros = x.new_zeros(1, x.shape[1], lstm.hidden_size)
+    return torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, lstm.training, False, False)[0]
 
 
 def build_model(config: ModelConfig, num_classes: int) -> nn.Module:

@@ -5,9 +5,13 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
 
 from pipeline.bench import BenchConfig, run_bench
-from pipeline.model import FastDropout, ModelConfig, build_model, count_parameters, load_model_folder, save_model_folder
+from pipeline.model import (FastDropout, ModelConfig, build_model, count_parameters, load_model_folder, padded_bilstm,
+                            save_model_folder)
 
 
 
@@ -181,3 +185,22 @@ def test_mdlstm_net_in_the_lanes_layout_matches_the_wavefront_network(sub_widths
     assert torch.equal(frames_a, frames_b)
     for a, b in zip(grads_a, grads_b):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=5), st.booleans())
+def test_padded_bilstm_equals_packing_the_sequences(lengths, training):
+    """The CRNN's BLSTM on the plain padded tensor gives what packing gives: the same
+    outputs inside every line (zeros past its end) and the same gradients."""
+    torch.manual_seed(len(lengths))
+    lstm = nn.LSTM(5, 3, bidirectional=True).train(training)
+    steps, lengths = max(lengths), torch.tensor(lengths)
+    x = torch.randn(steps, len(lengths), 5, requires_grad=True)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    expected = nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], total_length=steps)[0]
+    got = padded_bilstm(lstm, x, lengths)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    upstream = torch.randn_like(expected)
+    inputs = [x, lstm.weight_ih_l0, lstm.weight_hh_l0_reverse, lstm.bias_ih_l0_reverse]
+    for a, b in zip(torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
