@@ -47,7 +47,7 @@ from pipeline.model import ModelConfig, build_model, count_parameters, save_mode
 from pipeline.train_state import Run, process_seed, rng_state, save_checkpoint, start_run
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-SCHEDULERS = ("none", "plateau")
+SCHEDULERS = ("none", "plateau", "cosine")
 AUGMENTATIONS = RECIPES
 
 
@@ -62,7 +62,7 @@ class TrainConfig(ModelConfig):
     lr: float = field(default=1e-3, metadata={"help": "learning rate"})
     momentum: float = field(default=0.9, metadata={"help": "momentum (sgd, rmsprop)"})
     weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
-    scheduler: str = field(default="none", metadata={"help": "learning-rate schedule: none, or plateau (x lr-factor when dev CER stalls)", "choices": SCHEDULERS})
+    scheduler: str = field(default="none", metadata={"help": "learning-rate schedule: none; plateau (x lr-factor when dev CER stalls); cosine (a half cosine from --lr down to 0 over --max-epochs, as set when the training started; for runs of a fixed number of epochs)", "choices": SCHEDULERS})
     lr_factor: float = field(default=0.5, metadata={"help": "plateau: learning-rate factor"})
     lr_patience: int = field(default=3, metadata={"help": "plateau: epochs without dev improvement before reducing"})
     batch_size: int = field(default=12, metadata={"help": "lines per batch (per process)"})
@@ -126,7 +126,18 @@ def make_scheduler(config: TrainConfig, optimizer):
     if config.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
                                                           patience=config.lr_patience)
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
     return None
+
+
+def step_scheduler(scheduler, cer: float, has_dev: bool, past_blank_phase: bool) -> None:
+    """After an epoch: a cosine schedule follows the epochs; a plateau schedule follows the dev
+    CER, and makes no cuts in the all-blank phase (nor without a dev set)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        scheduler.step()
+    elif scheduler is not None and has_dev and past_blank_phase:
+        scheduler.step(cer)
 
 
 def gather_rng(d: Dist) -> list[dict]:
@@ -283,8 +294,7 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
         stats = train_epoch(net, ctc, run.optimizer, train_set, batches, config, d, epoch)
         cer = evaluate(run.model, dev_set, run.alphabet, d, config.batch_size * 2) if dev_lines else math.nan
         improved = state.end_epoch(epoch, cer, bool(dev_lines))
-        if run.scheduler is not None and dev_lines and state.past_blank_phase:  # no cuts in the all-blank phase
-            run.scheduler.step(cer)
+        step_scheduler(run.scheduler, cer, bool(dev_lines), state.past_blank_phase)
         row = epoch_row(epoch, stats, cer if dev_lines else None, run, started)
         state.metrics.append(row)
         rngs = gather_rng(d)

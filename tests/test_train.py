@@ -252,3 +252,16 @@ def test_augmentation_depends_on_seed_epoch_and_line_not_on_load_order(tiny, rec
 ])
 def test_max_minutes_is_a_ceiling_at_the_mean_epoch_time(minutes, elapsed, epochs, expected):
     assert train_module.out_of_time(minutes, elapsed, epochs) is expected
+
+
+def test_cosine_schedule_falls_to_zero_over_the_epochs_and_resumes(tiny, tmp_path):
+    """--scheduler cosine: the rate after each epoch (the metrics' lr) follows a half cosine
+    from --lr to 0 at --max-epochs, whatever the dev CER, and a split run follows it too."""
+    flags = ["--scheduler", "cosine", "--lr", "0.004", "--patience", "0"]
+    assert run_train(tiny, tmp_path / "straight", "--max-epochs", "4", *flags) == 0
+    rates = [row["lr"] for row in json.loads((tmp_path / "straight" / "metrics.json").read_text())]
+    assert rates == pytest.approx([0.004 * (1 + np.cos(np.pi * k / 4)) / 2 for k in (1, 2, 3, 4)], abs=1e-12)
+    assert run_train(tiny, tmp_path / "split", "--max-epochs", "4", "--max-minutes", "1e-9", *flags) == 0
+    assert train_module.main(["--resume", "--out", str(tmp_path / "split"), "--max-minutes", "0"]) == 0
+    split = json.loads((tmp_path / "split" / "metrics.json").read_text())
+    assert [row["lr"] for row in split] == pytest.approx(rates, abs=1e-12)
