@@ -384,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.freeze is not None and args.freeze != base.freeze:
                 raise ValueError(f"--freeze {args.freeze}: the run in {saved.parent} froze {base.freeze} layers; "
                                  "its optimiser holds those trainable parameters, resume without --freeze")
+            if args.scheduler is not None and args.scheduler != base.scheduler and (saved.parent / LAST).is_file():
+                raise ValueError(f"--scheduler {args.scheduler}: {saved.parent / LAST} holds the state of its "
+                                 f"{base.scheduler} schedule; resume without --scheduler")
         elif args.config:
             base = TrainConfig.load(args.config)
         config = TrainConfig.from_args(args, base)

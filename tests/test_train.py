@@ -265,3 +265,17 @@ def test_cosine_schedule_falls_to_zero_over_the_epochs_and_resumes(tiny, tmp_pat
     assert train_module.main(["--resume", "--out", str(tmp_path / "split"), "--max-minutes", "0"]) == 0
     split = json.loads((tmp_path / "split" / "metrics.json").read_text())
     assert [row["lr"] for row in split] == pytest.approx(rates, abs=1e-12)
+
+
+def test_resume_refuses_another_scheduler_but_a_warm_start_takes_it(tiny, tmp_path, capsys):
+    """last.pt holds the schedule's state: another --scheduler on an exact resume is one
+    message naming the file; from a model folder without last.pt a new schedule just starts."""
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "1", "--scheduler", "plateau") == 0
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "2", "--scheduler", "cosine"]) == 1
+    err = capsys.readouterr().err
+    assert "--scheduler cosine" in err and "last.pt" in err and "plateau" in err and "Traceback" not in err
+    assert len(json.loads((out / "metrics.json").read_text())) == 1
+    (out / "last.pt").unlink()
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "2", "--scheduler", "cosine"]) == 0
+    assert len(json.loads((out / "metrics.json").read_text())) == 2
