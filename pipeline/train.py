@@ -62,7 +62,7 @@ class TrainConfig(ModelConfig):
     lr: float = field(default=1e-3, metadata={"help": "learning rate"})
     momentum: float = field(default=0.9, metadata={"help": "momentum (sgd, rmsprop)"})
     weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
-    scheduler: str = field(default="none", metadata={"help": "learning-rate schedule: none; plateau (x lr-factor when dev CER stalls); cosine (a half cosine from --lr down to 0 over --max-epochs, as set when the training started; for runs of a fixed number of epochs)", "choices": SCHEDULERS})
+    scheduler: str = field(default="none", metadata={"help": "learning-rate schedule: none; plateau (x lr-factor when dev CER stalls); cosine (a half cosine from --lr down to 0 over --max-epochs, as set when the training started; for runs of a fixed number of epochs; a warm start from a model folder anneals from its last rate over the epochs left)", "choices": SCHEDULERS})
     lr_factor: float = field(default=0.5, metadata={"help": "plateau: learning-rate factor"})
     lr_patience: int = field(default=3, metadata={"help": "plateau: epochs without dev improvement before reducing"})
     batch_size: int = field(default=12, metadata={"help": "lines per batch (per process)"})

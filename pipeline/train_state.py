@@ -191,6 +191,8 @@ def _restore(run: Run, saved: Saved, seed: int, rank: int) -> None:
         last_lr = saved.state.metrics[-1]["lr"] if saved.state.metrics else None
         for group in run.optimizer.param_groups:
             group["lr"] = last_lr or group["lr"]
+        if isinstance(run.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+            run.scheduler = _cosine_from_here(run.optimizer, run.scheduler.T_max - saved.state.epoch)
         seed_process(seed, rank, saved.state.epoch)
         return
     run.optimizer.load_state_dict(saved.checkpoint["optimizer"])
@@ -198,6 +200,15 @@ def _restore(run: Run, saved: Saved, seed: int, rank: int) -> None:
         run.scheduler.load_state_dict(saved.checkpoint["scheduler"])
     rngs = saved.checkpoint["rng"]
     set_rng_state(rngs[min(rank, len(rngs) - 1)])
+
+
+def _cosine_from_here(optimizer, epochs_left: int):
+    """A warm start's cosine schedule: from the rate it continues at down to 0 over the epochs
+    still allowed (``--max-epochs`` counts the epochs already trained), so a model trained with
+    a constant or plateau rate can be annealed in a fixed number of further epochs."""
+    for group in optimizer.param_groups:
+        group.pop("initial_lr", None)  # the scheduler's base rate: this run's starting rate
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs_left))
 
 
 def _announce(run: Run, config, init: InitialModel | None) -> None:

@@ -279,3 +279,14 @@ def test_resume_refuses_another_scheduler_but_a_warm_start_takes_it(tiny, tmp_pa
     (out / "last.pt").unlink()
     assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "2", "--scheduler", "cosine"]) == 0
     assert len(json.loads((out / "metrics.json").read_text())) == 2
+
+
+def test_a_warm_start_anneals_from_its_last_rate_over_the_epochs_left(tiny, tmp_path):
+    """A model trained at a constant rate, warm-started with --scheduler cosine: the rate
+    falls from the rate it stopped at to 0 over the epochs --max-epochs still allows."""
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "1", "--lr", "0.003", "--patience", "0") == 0
+    (out / "last.pt").unlink()
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "4", "--scheduler", "cosine"]) == 0
+    rates = [row["lr"] for row in json.loads((out / "metrics.json").read_text())]
+    assert rates == pytest.approx([0.003] + [0.003 * (1 + np.cos(np.pi * k / 3)) / 2 for k in (1, 2, 3)], abs=1e-12)
