@@ -63,6 +63,7 @@ class ModelConfig(CliConfig):
     mdlstm_impl: str = field(default="auto", metadata={"help": "2D-LSTM implementation", "choices": ("auto", "naive", "wavefront", "cpp")})
     crnn_conv: str = field(default="16,32,48,64", metadata={"help": "CRNN conv channels (3x3, batch norm, leaky ReLU)"})
     crnn_pools: int = field(default=3, metadata={"help": "CRNN: the first N conv layers are followed by 2x2 max pooling"})
+    crnn_keep_width: int = field(default=0, metadata={"help": "CRNN: the last N of those poolings halve the height only (2x1), so CTC gets 2^N times the output frames per character"})
     crnn_lstm_hidden: int = field(default=128, metadata={"help": "CRNN: BLSTM cells per direction"})
     crnn_lstm_layers: int = field(default=2, metadata={"help": "CRNN: number of BLSTM layers"})
     dropout: float = field(default=0.5, metadata={"help": "dropout probability on LSTM outputs"})
@@ -84,6 +85,9 @@ class ModelConfig(CliConfig):
                              f"got {self.sub_widths!r}")
         if self.arch == "crnn" and self.crnn_pools > len(int_list(self.crnn_conv)):
             raise ValueError("crnn_pools cannot exceed the number of conv layers")
+        if self.arch == "crnn" and not 0 <= self.crnn_keep_width <= self.crnn_pools:
+            raise ValueError(f"crnn_keep_width must be between 0 and crnn_pools ({self.crnn_pools}), "
+                             f"got {self.crnn_keep_width}")
         if self.height < 1 or self.max_width < 8:
             raise ValueError("height must be >= 1 and max_width >= 8")
 
@@ -250,8 +254,9 @@ class MDLSTMNet(nn.Module):
 
 class CRNN(nn.Module):
     """CNN + 1D BLSTM (Puigcerver 2017 / PyLaia style, small): conv blocks (3x3, batch
-    norm, leaky ReLU, 2x2 max pooling on the first ``crnn_pools``), columns flattened to
-    vectors, BLSTM layers over the width, linear, log-softmax."""
+    norm, leaky ReLU, 2x2 max pooling on the first ``crnn_pools``, 2x1 on the last
+    ``crnn_keep_width`` of those), columns flattened to vectors, BLSTM layers over the width,
+    linear, log-softmax."""
 
     def __init__(self, config: ModelConfig, num_classes: int):
         super().__init__()
@@ -261,11 +266,13 @@ class CRNN(nn.Module):
         for i, size in enumerate(channels):
             layers += [nn.Conv2d(previous, size, 3, padding=1), nn.BatchNorm2d(size), nn.LeakyReLU(0.01)]
             if i < config.crnn_pools:
-                layers.append(nn.MaxPool2d(2))
+                height_only = i >= config.crnn_pools - config.crnn_keep_width
+                layers.append(nn.MaxPool2d((2, 1) if height_only else 2))
             previous = size
         self.conv = nn.Sequential(*layers)
-        self.reduce = 2 ** config.crnn_pools
-        features = previous * math.ceil(config.height / self.reduce)
+        self.reduce_h = 2 ** config.crnn_pools
+        self.reduce_w = 2 ** (config.crnn_pools - config.crnn_keep_width)
+        features = previous * math.ceil(config.height / self.reduce_h)
         hidden = config.crnn_lstm_hidden
         self.lstms = nn.ModuleList(
             nn.LSTM(features if i == 0 else 2 * hidden, hidden, bidirectional=True)
@@ -278,7 +285,7 @@ class CRNN(nn.Module):
     def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if images.shape[2] != self.config.height:
             raise ValueError(f"CRNN expects lines {self.config.height} px high, got {images.shape[2]}")
-        x = self.conv(pad_to_multiple(images, self.reduce, self.reduce))
+        x = self.conv(pad_to_multiple(images, self.reduce_h, self.reduce_w))
         b, c, h, w = x.shape
         x = x.permute(3, 0, 1, 2).reshape(w, b, c * h)  # (T, B, features)
         lengths = self.frames(widths)
@@ -288,8 +295,8 @@ class CRNN(nn.Module):
 
     def frames(self, widths: torch.Tensor | int):
         if isinstance(widths, torch.Tensor):
-            return torch.div(widths + self.reduce - 1, self.reduce, rounding_mode="floor")
-        return math.ceil(widths / self.reduce)
+            return torch.div(widths + self.reduce_w - 1, self.reduce_w, rounding_mode="floor")
+        return math.ceil(widths / self.reduce_w)
 
 
 def padded_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

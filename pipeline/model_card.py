@@ -25,7 +25,7 @@ from pipeline.metrics import best_epoch_row
 
 REQUIRED = ("title", "license", "language", "script", "time", "training-data", "reproduce")
 ARCH_KEYS = {"mdlstm": ("height", "mdlstm_hidden", "mdlstm_conv", "block_width", "block_height", "sub_width", "sub_widths", "sub_height"),
-             "crnn": ("height", "crnn_conv", "crnn_pools", "crnn_lstm_hidden", "crnn_lstm_layers")}
+             "crnn": ("height", "crnn_conv", "crnn_pools", "crnn_keep_width", "crnn_lstm_hidden", "crnn_lstm_layers")}
 
 
 def read_meta(path: Path) -> dict:

@@ -44,6 +44,22 @@ def test_lines_give_ceil_width_over_8_frames_of_log_probabilities(arch):
     assert torch.allclose(logprobs.exp().sum(-1), torch.ones(8, 3), atol=1e-5)
 
 
+@pytest.mark.parametrize("keep,frames", [(0, [8, 5, 3]), (1, [16, 10, 5]), (2, [32, 20, 9])])
+def test_crnn_keep_width_gives_2_to_the_n_times_the_frames(keep, frames):
+    """--crnn-keep-width N: the last N poolings halve the height only, so a line of width W
+    gets ceil(W / 2^(pools - N)) frames, each a valid distribution."""
+    model = build_model(tiny("crnn", crnn_keep_width=keep), 5).eval()
+    with torch.no_grad():
+        logprobs, got = model(torch.rand(3, 1, 16, 64), torch.tensor([64, 40, 17]))
+    assert logprobs.shape == (frames[0], 3, 5) and got.tolist() == frames
+    assert torch.allclose(logprobs.exp().sum(-1), torch.ones(frames[0], 3), atol=1e-5)
+
+
+def test_crnn_keep_width_beyond_the_poolings_is_refused():
+    with pytest.raises(ValueError, match="crnn_keep_width"):
+        tiny("crnn", crnn_keep_width=4).check()
+
+
 def test_pham_network_reduces_height_32x_and_width_8x():
     model = build_model(ModelConfig(mdlstm_impl="wavefront"), 10).eval()
     with torch.no_grad():
