@@ -101,6 +101,16 @@ def best_epoch_row(metrics: list[dict]) -> dict | None:
     return min(scored, key=lambda row: row["dev_cer"]) if scored else None
 
 
+def cpu_hours(metrics: list[dict], threads: int) -> list[float]:
+    """Cumulative training CPU-hours after each epoch: the epoch's training seconds (the dev
+    evaluation is not counted) times the threads the training ran on."""
+    total, hours = 0.0, []
+    for row in metrics:
+        total += row["epoch_seconds"] * threads / 3600
+        hours.append(total)
+    return hours
+
+
 def read_texts(path: Path) -> dict[str, str]:
     """``id<TAB>text`` lines, or a manifest (``.jsonl``) whose ``text`` is the reference."""
     path = Path(path)

@@ -28,8 +28,8 @@ from lm.extend import surface_oov_summary  # noqa: E402
 from pipeline.evaluate import paired_reduction  # noqa: E402
 from pipeline.experiment import Experiment, ExperimentFolder, System, load_experiment  # noqa: E402
 from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E402
+from pipeline.metrics import best_epoch_row, cpu_hours  # noqa: E402
 from pipeline.page_eval import GT_LINES, PREDICTED  # noqa: E402
-from pipeline.metrics import best_epoch_row  # noqa: E402
 from pipeline.report_pages import html_page, markdown_page  # noqa: E402
 
 
@@ -154,20 +154,32 @@ def reliability_plot(exp: Experiment, calibrations: dict[tuple[str, str], dict],
     return True
 
 
+def _training_threads(model: Path) -> int:
+    config_path = model / CONFIG_FILE
+    return int(json.loads(config_path.read_text()).get("threads", 1)) if config_path.is_file() else 1
+
+
 def learning_curves(exp: Experiment, path: Path) -> bool:
-    fig, (loss_ax, cer_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    """Training loss and dev CER per epoch, and dev CER against training CPU-hours (what an
+    epoch costs differs between layouts, so the last panel is the fair comparison)."""
+    fig, (loss_ax, cer_ax, cost_ax) = plt.subplots(1, 3, figsize=(14, 3.6))
     drawn = False
     for variant in exp.variants:
-        rows = read_metrics(exp.paths.model(variant))
+        model = exp.paths.model(variant)
+        rows = read_metrics(model)
         if not rows:
             continue
-        epochs = [r["epoch"] for r in rows]
+        epochs, cer = [r["epoch"] for r in rows], [r["dev_cer"] for r in rows]
         loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", markersize=3, label=variant)
-        cer_ax.plot(epochs, [r["dev_cer"] for r in rows], "o-", markersize=3, label=variant)
+        cer_ax.plot(epochs, cer, "o-", markersize=3, label=variant)
+        if all("epoch_seconds" in r for r in rows):  # metrics written before it was recorded have no cost
+            cost_ax.plot(cpu_hours(rows, _training_threads(model)), cer, "o-", markersize=3, label=variant)
         drawn = True
     loss_ax.set(xlabel="epoch", ylabel="train CTC loss", title="training loss")
     cer_ax.set(xlabel="epoch", ylabel="dev CER % (greedy)", title="dev CER")
-    for ax in (loss_ax, cer_ax):
+    cost_ax.set(xlabel="training CPU-hours (epoch seconds x threads)", ylabel="dev CER % (greedy)",
+                title="dev CER per CPU-hour of training")
+    for ax in (loss_ax, cer_ax, cost_ax):
         ax.grid(alpha=0.3)
         ax.legend()
     _save_figure(fig, path)

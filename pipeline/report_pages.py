@@ -72,7 +72,7 @@ def markdown_page(exp: Experiment, tables: dict, items: list[dict], unfinished: 
         parts.append(f"## {title}\n\n{note}\n\n{_markdown_table(tables[key])}")
         if key in figures:
             parts.append(f"![{Path(figures[key]).stem}]({figures[key]})\n")
-    parts.append("## Learning curves\n\n![learning curves](learning_curves.png)\n")
+    parts.append("## Learning curves\n\nTraining loss and greedy dev CER per epoch, and dev CER against training CPU-hours.\n\n![learning curves](learning_curves.png)\n")
     if items:
         parts.append(f"## Best and worst test lines ({list(exp.variants)[-1]})\n")
         for item in items:

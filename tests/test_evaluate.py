@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.evaluate import (bootstrap_rate, edit_counts, evaluate, main, paired_reduction,
                                read_texts, summary)
+from pipeline.metrics import cpu_hours
 
 split = str.split
 
@@ -97,3 +99,10 @@ def test_training_tuning_and_evaluation_count_the_same_character_and_word_errors
         sum(e.errors for e in per_line), sum(e.ref for e in per_line)) == (3, 26)
     assert (rates.word_errors, rates.words) == (words.errors, words.ref) == (
         sum(word_edits(refs[k], hyps[k]).errors for k in refs), 8)
+
+
+def test_cpu_hours_add_up_each_epochs_training_seconds_times_threads():
+    rows = [{"epoch_seconds": 1800.0}, {"epoch_seconds": 900.0}, {"epoch_seconds": 3600.0}]
+    assert cpu_hours(rows, 1) == pytest.approx([0.5, 0.75, 1.75])
+    assert cpu_hours(rows, 2) == pytest.approx([1.0, 1.5, 3.5])
+    assert cpu_hours([], 2) == []

@@ -100,7 +100,7 @@ def _write_outputs(tmp_path: Path, exp) -> None:
         model = exp.folder / "models" / variant
         model.mkdir(parents=True)
         (model / "metrics.json").write_text(json.dumps([
-            {"epoch": e, "train_loss": 3.0 / e, "dev_cer": 80.0 / e, "lines_per_s": 30.0, "minutes": e / 2} for e in (1, 2, 3)]))
+            {"epoch": e, "train_loss": 3.0 / e, "dev_cer": 80.0 / e, "lines_per_s": 30.0, "epoch_seconds": 30.0, "minutes": e / 2} for e in (1, 2, 3)]))
         (model / "weights.pt").write_bytes(b"0" * 2048)
 
 
