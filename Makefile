@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops copiste-synthlines
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops copiste-synthlines copiste-pages
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -97,6 +97,23 @@ clean:  ## remove generated data (keeps the virtual env and tools)
 	rm -rf $(WORK)
 
 FT_NAME ?= default-lr3e-4-auglight-devnone
+PAGES_MODEL ?= models/copiste/default
+PAGES_NAME ?= default
+DEV_SEG := $(WORK)/copiste/dev-seg
+PAGES_OUT := $(WORK)/copiste/pages-$(PAGES_NAME)
+copiste-pages: setup  ## page-level greedy CER of PAGES_MODEL on the Copiste dev pages: GT lines vs the segmenter's lines -> reports/pages/PAGES_NAME.json
+	@test -f $(WORK)/copiste/dev/manifest.jsonl || $(MAKE) copiste-data
+	@test -f $(DEV_SEG)/lines/manifest.jsonl || { $(HTR) segment $(COPISTE)/dev/*.jpg --out $(DEV_SEG)/pred --jobs $(JOBS) && \
+	  $(HTR) prepare alto:$(DEV_SEG)/pred --out $(DEV_SEG)/lines --keep-empty --no-progress && \
+	  $(HTR) segment-eval --pred $(DEV_SEG)/pred --gt $(COPISTE)/dev --out $(DEV_SEG)/segment-eval.json; }
+	@mkdir -p $(PAGES_OUT) reports/pages
+	$(HTR) recognize --model $(PAGES_MODEL) --manifest $(WORK)/copiste/dev/manifest.jsonl --out $(PAGES_OUT)/gt.npz
+	$(HTR) recognize --model $(PAGES_MODEL) --manifest $(DEV_SEG)/lines/manifest.jsonl --out $(PAGES_OUT)/pred.npz
+	$(HTR) decode --decoder greedy --logits $(PAGES_OUT)/gt.npz --out $(PAGES_OUT)/gt.tsv
+	$(HTR) decode --decoder greedy --logits $(PAGES_OUT)/pred.npz --out $(PAGES_OUT)/pred.tsv
+	$(HTR) page-eval --ref $(WORK)/copiste/dev/manifest.jsonl --hyp $(PAGES_OUT)/gt.tsv --seg-lines $(DEV_SEG)/lines/manifest.jsonl \
+	  --seg-hyp $(PAGES_OUT)/pred.tsv --segment-eval $(DEV_SEG)/segment-eval.json --out reports/pages/$(PAGES_NAME).json --bootstrap 1000
+
 FT_BASE ?= models/copiste/default
 FT_MINUTES ?= 3
 FT_DEV ?= none

@@ -94,12 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"htr decode: {error}", file=sys.stderr)
         return 1
     fallbacks = sum(h.fallback for h in hypotheses)
-    source = tuned_source(args.tuned, args.lm) if config.decoder in LM_DECODERS else None
-    print(f"{args.out}: {len(hypotheses)} lines decoded with {config.decoder} "
-          f"(lm_weight {config.lm_weight}, word_bonus {config.word_bonus}"
-          + (f"; tuned weights {source}" if source is not None else "") + ")"
+    print(f"{args.out}: {len(hypotheses)} lines decoded with {config.decoder}{_weights_said(config, args)}"
           + (f"; {fallbacks} lines hit --line-seconds and were redone with beam 8" if fallbacks else ""))
     return 0
+
+
+def _weights_said(config: DecodeConfig, args) -> str:
+    """The LM weights a decoder used and where they came from; none for decoders without LM."""
+    if config.decoder not in LM_DECODERS:
+        return ""
+    source = tuned_source(args.tuned, args.lm)
+    return (f" (lm_weight {config.lm_weight}, word_bonus {config.word_bonus}"
+            + (f"; tuned weights {source}" if source is not None else "") + ")")
 
 
 if __name__ == "__main__":
