@@ -101,14 +101,15 @@ def best_epoch_row(metrics: list[dict]) -> dict | None:
     return min(scored, key=lambda row: row["dev_cer"]) if scored else None
 
 
-def cpu_hours(metrics: list[dict], threads: int) -> list[float]:
-    """Cumulative training CPU-hours after each epoch: the epoch's training seconds (the dev
-    evaluation is not counted) times the threads the training ran on."""
-    total, hours = 0.0, []
+def cpu_time(metrics: list[dict], threads: int, unit_seconds: float = 3600) -> list[float]:
+    """Cumulative training CPU time after each epoch, in units of ``unit_seconds`` (3600: hours,
+    60: minutes): the epoch's training seconds (the dev evaluation is not counted) times the
+    threads the training ran on."""
+    total, times = 0.0, []
     for row in metrics:
-        total += row["epoch_seconds"] * threads / 3600
-        hours.append(total)
-    return hours
+        total += row["epoch_seconds"] * threads / unit_seconds
+        times.append(total)
+    return times
 
 
 def read_texts(path: Path) -> dict[str, str]:

@@ -28,7 +28,7 @@ from lm.extend import surface_oov_summary  # noqa: E402
 from pipeline.evaluate import paired_reduction  # noqa: E402
 from pipeline.experiment import Experiment, ExperimentFolder, System, load_experiment  # noqa: E402
 from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E402
-from pipeline.metrics import best_epoch_row, cpu_hours  # noqa: E402
+from pipeline.metrics import best_epoch_row, cpu_time  # noqa: E402
 from pipeline.page_eval import GT_LINES, PREDICTED  # noqa: E402
 from pipeline.report_pages import html_page, markdown_page  # noqa: E402
 
@@ -154,9 +154,10 @@ def reliability_plot(exp: Experiment, calibrations: dict[tuple[str, str], dict],
     return True
 
 
-def _training_threads(model: Path) -> int:
+def _saved_flag(model: Path, key: str):
+    """One flag of the training's saved config (``train_config.json``), None without it."""
     config_path = model / CONFIG_FILE
-    return int(json.loads(config_path.read_text()).get("threads", 1)) if config_path.is_file() else 1
+    return json.loads(config_path.read_text()).get(key) if config_path.is_file() else None
 
 
 def learning_curves(exp: Experiment, path: Path) -> bool:
@@ -173,7 +174,7 @@ def learning_curves(exp: Experiment, path: Path) -> bool:
         loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", markersize=3, label=variant)
         cer_ax.plot(epochs, cer, "o-", markersize=3, label=variant)
         if all("epoch_seconds" in r for r in rows):  # metrics written before it was recorded have no cost
-            cost_ax.plot(cpu_hours(rows, _training_threads(model)), cer, "o-", markersize=3, label=variant)
+            cost_ax.plot(cpu_time(rows, int(_saved_flag(model, "threads") or 1)), cer, "o-", markersize=3, label=variant)
         drawn = True
     loss_ax.set(xlabel="epoch", ylabel="train CTC loss", title="training loss")
     cer_ax.set(xlabel="epoch", ylabel="dev CER % (greedy)", title="dev CER")
@@ -306,8 +307,7 @@ def training_minutes(metrics: list[dict]) -> float:
 
 def _training_state(model: Path) -> str:
     """' of 40 (finished)' / ' of 40 (unfinished: interim)' from the saved run config."""
-    config_path = model / CONFIG_FILE
-    planned = json.loads(config_path.read_text()).get("max_epochs") if config_path.is_file() else None
+    planned = _saved_flag(model, "max_epochs")
     state = "finished" if (model / DONE).is_file() else "unfinished: interim"
     return (f" of {planned}" if planned else "") + f" ({state})"
 

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.files import atomic_write_text  # noqa: E402
+from pipeline.metrics import cpu_time  # noqa: E402
 
 WORK = ROOT / "work" / "probes"
 REPORTS = ROOT / "reports" / "probes"
@@ -51,12 +52,9 @@ def train_command(name: str, epochs: int, threads: int, flags: list[str]) -> lis
 def probe_rows(folder: Path, threads: int) -> list[dict]:
     """The metrics of the training in ``folder`` with cumulative training CPU-minutes."""
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    rows, cpu = [], 0.0
-    for row in metrics:
-        cpu += row["epoch_seconds"] * threads / 60
-        rows.append({"epoch": row["epoch"], "dev_cer": row["dev_cer"], "train_loss": row["train_loss"],
-                     "lines_per_s": row["lines_per_s"], "cpu_minutes": round(cpu, 2)})
-    return rows
+    return [{"epoch": row["epoch"], "dev_cer": row["dev_cer"], "train_loss": row["train_loss"],
+             "lines_per_s": row["lines_per_s"], "cpu_minutes": round(minutes, 2)}
+            for row, minutes in zip(metrics, cpu_time(metrics, threads, unit_seconds=60))]
 
 
 def write_probe(name: str, threads: int, flags: list[str], command: list[str], folder: Path | None = None) -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pipeline.evaluate import (bootstrap_rate, edit_counts, evaluate, main, paired_reduction,
                                read_texts, summary)
-from pipeline.metrics import cpu_hours
+from pipeline.metrics import cpu_time
 
 split = str.split
 
@@ -101,8 +101,9 @@ def test_training_tuning_and_evaluation_count_the_same_character_and_word_errors
         sum(word_edits(refs[k], hyps[k]).errors for k in refs), 8)
 
 
-def test_cpu_hours_add_up_each_epochs_training_seconds_times_threads():
+def test_cpu_time_adds_up_each_epochs_training_seconds_times_threads():
     rows = [{"epoch_seconds": 1800.0}, {"epoch_seconds": 900.0}, {"epoch_seconds": 3600.0}]
-    assert cpu_hours(rows, 1) == pytest.approx([0.5, 0.75, 1.75])
-    assert cpu_hours(rows, 2) == pytest.approx([1.0, 1.5, 3.5])
-    assert cpu_hours([], 2) == []
+    assert cpu_time(rows, 1) == pytest.approx([0.5, 0.75, 1.75])
+    assert cpu_time(rows, 2) == pytest.approx([1.0, 1.5, 3.5])
+    assert cpu_time(rows, 1, unit_seconds=60) == pytest.approx([30.0, 45.0, 105.0])
+    assert cpu_time([], 2) == []
