@@ -9,6 +9,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("data_prep.prepare", "data source (ALTO, PAGE, IAM, Rimes, folder, synthetic) -> line manifest"),
     "train": ("pipeline.train", "train an MDLSTM or CNN+BLSTM optical model with CTC (resumable, torchrun)"),
     "recognize": ("pipeline.recognize", "run a model over a manifest -> per-line log-probability cache (.npz)"),
+    "ensemble": ("pipeline.model_folder", "combine model folders into one ensemble folder (averaged log-probabilities)"),
     "bench": ("pipeline.bench", "training/inference lines/s of each 2D-LSTM implementation and the CRNN"),
     "segment": ("pipeline.segment", "page images -> text lines in reading order (ALTO v4 with polygons, baselines)"),
     "segment-eval": ("pipeline.segment_eval", "score predicted lines against ground-truth ALTO/PAGE (IoU P/R/F1)"),

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.model import ModelConfig, load_model_folder
+from pipeline.folders import ensemble_members
+from pipeline.model import ModelConfig
+from pipeline.model_folder import load_model_folder
 
 OUTPUT_LAYER = "output"  # the final linear layer of both architectures (weight rows = classes)
 NEW_ROW_RANGE = 0.01
@@ -56,6 +58,9 @@ def extend_output_rows(state: dict[str, torch.Tensor], classes: int, generator: 
 
 def initial_model(folder: Path, texts: list[str], seed: int) -> InitialModel:
     """Layout, extended alphabet and starting weights for a fine-tuning run."""
+    if ensemble_members(folder):
+        raise ValueError(f"{folder}: an ensemble ({', '.join(m.name for m in ensemble_members(folder))}); "
+                         f"fine-tune one member folder, e.g. {ensemble_members(folder)[0]}, or each in turn")
     model, config, alphabet = load_model_folder(folder)
     grown = extended_alphabet(alphabet, texts)
     state = extend_output_rows(model.state_dict(), len(grown), torch.Generator().manual_seed(seed))

@@ -19,6 +19,30 @@ WARM_START = (MODEL_JSON, WEIGHTS, METRICS_JSON)
 EXPORTED_FILES = (*WARM_START, CONFIG_FILE, METRICS_CSV)
 
 
+# An ensemble folder (``htr ensemble``): its model.json names member model folders, kept as its
+# subfolders, whose averaged log-probabilities are the ensemble's output.
+ENSEMBLE_KEY = "ensemble"
+
+
+def ensemble_members(folder: Path) -> list[Path]:
+    """The member folders of an ensemble folder; [] for an ordinary model folder (or none)."""
+    path = Path(folder) / MODEL_JSON
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names = description.get(ENSEMBLE_KEY) if isinstance(description, dict) else None
+    return [Path(folder) / name for name in names] if isinstance(names, list) else []
+
+
+def model_files(folder: Path) -> list[Path]:
+    """Every file a model folder's outputs depend on (an ensemble's: its members' too)."""
+    members = ensemble_members(folder)
+    if members:
+        return [Path(folder) / MODEL_JSON] + [path for member in members for path in model_files(member)]
+    return [Path(folder) / MODEL_JSON, Path(folder) / WEIGHTS]
+
+
 def can_warm_start(folder: Path) -> bool:
     return all((folder / name).is_file() for name in WARM_START)
 

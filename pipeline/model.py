@@ -10,24 +10,19 @@ Dropout (Pham et al. 2014) is applied to the *outputs* of the chosen LSTM layers
 before the next feed-forward (conv or linear) layer, never on recurrent connections:
 ``none``, ``top`` (last LSTM layer only) or ``all`` (every LSTM layer).
 
-A model folder (written by ``htr train``, read by ``htr recognize``) holds
-``model.json`` (this config + the alphabet) and ``weights.pt`` (a state dict).
+Model folders (``model.json`` + ``weights.pt``, or an ensemble of them) are written and read by
+:mod:`pipeline.model_folder`.
 """
 from __future__ import annotations
 
-import io
-import json
 import math
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from common.cliconfig import CliConfig
-from common.files import atomic_write_bytes, atomic_write_text
-from pipeline.folders import MODEL_JSON, WEIGHTS
 
 ARCHS = ("mdlstm", "crnn")
 DROPOUT_PLACES = ("none", "top", "all")
@@ -335,49 +330,3 @@ def build_model(config: ModelConfig, num_classes: int) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-# ---- model folder: model.json (config + alphabet) + weights.pt ----------------------
-
-
-def save_model_folder(folder: Path, config: ModelConfig, alphabet: list[str], model: nn.Module) -> None:
-    """Write the small, self-contained folder that ``htr recognize --model`` reads."""
-    folder = Path(folder)
-    description = {"config": model_config_of(config).to_dict(), "alphabet": list(alphabet), "blank": 0,
-                   "parameters": count_parameters(model)}
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    atomic_write_bytes(folder / WEIGHTS, buffer.getvalue())
-    atomic_write_text(folder / MODEL_JSON, json.dumps(description, ensure_ascii=False, indent=2) + "\n")
-
-
-def load_model_folder(folder: Path, impl: str | None = None) -> tuple[nn.Module, ModelConfig, list[str]]:
-    """Model (in eval mode), its config and alphabet from a model folder."""
-    folder = Path(folder)
-    for name in (MODEL_JSON, WEIGHTS):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name}: missing (a model folder is written by 'htr train')")
-    fix = "copy the model folder again, or retrain it with 'htr train'"
-    try:
-        description = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
-        config = ModelConfig(**description["config"])
-        alphabet = list(description["alphabet"])
-    except (ValueError, KeyError, TypeError) as error:  # bad JSON or UTF-8, missing or unknown keys
-        raise ValueError(f"{folder / MODEL_JSON}: not a model description ({_first_line(error)}); {fix}") from None
-    if impl is not None:
-        config.mdlstm_impl = impl
-    model = build_model(config, len(alphabet))
-    try:
-        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise ValueError(f"{folder / WEIGHTS}: corrupt or not a weights file ({_first_line(error)}); {fix}") from None
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError, KeyError) as error:
-        raise ValueError(f"{folder / WEIGHTS}: the weights do not fit {MODEL_JSON} ({_first_line(error)}); {fix}") from None
-    return model.eval(), config, alphabet
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines() or [type(error).__name__]
-    return lines[0][:160]

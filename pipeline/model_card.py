@@ -20,7 +20,7 @@ from data_prep.layout import SOFTWARE, software_version
 from common.files import read_toml
 from lm.folder import folder_tuned
 from pipeline.decoders.config import TUNED_KEYS
-from pipeline.folders import CONFIG_FILE, DEFAULT_MODEL, MODEL_JSON
+from pipeline.folders import CONFIG_FILE, DEFAULT_MODEL, MODEL_JSON, ensemble_members
 from pipeline.metrics import best_epoch_row
 
 REQUIRED = ("title", "license", "language", "script", "time", "training-data", "reproduce")
@@ -41,7 +41,18 @@ SHIPPED_DEFAULT = DEFAULT_MODEL.name  # the folder of an export that htr transcr
 
 
 def model_entry(folder: Path, scores: list[tuple[str, float, float]], default: bool) -> dict:
-    """One model of the header: what its folder says, and its dev scores (system, CER %, WER %)."""
+    """One model of the header: what its folder says, and its dev scores (system, CER %, WER %);
+    an ensemble folder's entry lists its members' entries."""
+    members = ensemble_members(folder)
+    if members:
+        entries = [model_entry(member, [], False) for member in members]
+        for entry in entries:
+            entry["path"] = f"{folder.name}/{entry['path']}"
+            del entry["default"], entry["dev"]
+        return {"name": folder.name, "path": folder.name, "default": default,
+                "architecture": {"ensemble": [member.name for member in members],
+                                 "combine": "mean of the members' log-probabilities, renormalised"},
+                "dev": _dev_scores(scores), "alphabet": entries[0]["alphabet"], "members": entries}
     description = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
     train = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
@@ -55,10 +66,14 @@ def model_entry(folder: Path, scores: list[tuple[str, float, float]], default: b
                      "best_dev_cer": round(float(best["dev_cer"]), 2), "optimizer": train.get("optimizer"),
                      "lr": train.get("lr"), "batch_size": train.get("batch_size"), "seed": train.get("seed")},
         # CER and WER in %, on the dev set, per decoding system of the experiment
-        "dev": [{"system": name, "cer": round(cer, 2), "wer": round(wer, 2)} for name, cer, wer in scores],
+        "dev": _dev_scores(scores),
         # output k of the network is symbols[k - 1]; output 0 is the CTC blank
         "alphabet": {"size": len(description["alphabet"]), "blank_index": 0, "symbols": "".join(description["alphabet"][1:])},
     }
+
+
+def _dev_scores(scores: list[tuple[str, float, float]]) -> list[dict]:
+    return [{"system": name, "cer": round(cer, 2), "wer": round(wer, 2)} for name, cer, wer in scores]
 
 
 def lm_entry(lm: Path) -> dict | None:

@@ -25,7 +25,7 @@ from data_prep.records import iter_manifest
 from common.skips import SkipLog
 from pipeline.data import LineDataset, collate, load_lines, sorted_batches
 from pipeline.logits import LogitCache, save_logits
-from pipeline.model import load_model_folder
+from pipeline.model_folder import load_model_folder
 
 
 @dataclass

@@ -43,7 +43,8 @@ from pipeline.decoders.greedy import greedy_decode
 from pipeline.finetune import freeze_lower_layers, hold_frozen_statistics
 from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON
 from pipeline.metrics import char_edits
-from pipeline.model import ModelConfig, build_model, count_parameters, save_model_folder
+from pipeline.model import ModelConfig, build_model, count_parameters
+from pipeline.model_folder import save_model_folder
 from pipeline.train_state import Run, process_seed, rng_state, save_checkpoint, start_run
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")

@@ -37,7 +37,7 @@ from common.skips import SkipLog
 from pipeline.confidence import WordEvidence, evidence
 from pipeline.decoders.config import LM_DECODERS, DecodeConfig, tuned_config
 from pipeline.decoders.pool import make_decoder
-from pipeline.folders import DEFAULT_LM, DEFAULT_MODEL, MODEL_JSON, WEIGHTS
+from pipeline.folders import DEFAULT_LM, DEFAULT_MODEL, MODEL_JSON, model_files
 from pipeline.segment import page_layout, segment_page
 from pipeline.segment_types import SegmentConfig, SegmentError
 
@@ -66,7 +66,7 @@ class Recogniser:
 
     def __init__(self, model: Path, lm: Path | None, decoder: str, jobs: int, tuned: Path | None = None) -> None:
         import torch
-        from pipeline.model import load_model_folder
+        from pipeline.model_folder import load_model_folder
         self.torch = torch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model, self.config, self.alphabet = load_model_folder(model)
@@ -146,7 +146,7 @@ def outputs(out: Path, image: Path) -> tuple[Path, Path]:
 
 def newest_input(job: Job) -> float:
     """mtime of the newest model and LM file."""
-    files = [job.model / MODEL_JSON, job.model / WEIGHTS] + ([job.lm / name for name in LM_FILES] if job.lm else [])
+    files = model_files(job.model) + ([job.lm / name for name in LM_FILES] if job.lm else [])
     files += [job.tuned] if job.tuned else []
     return max((path.stat().st_mtime for path in files if path.is_file()), default=0.0)
 

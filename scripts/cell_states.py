@@ -25,7 +25,8 @@ from common.skips import SkipLog  # noqa: E402
 from data_prep.records import read_manifest  # noqa: E402
 from pipeline.data import LineDataset, build_alphabet, collate, load_lines  # noqa: E402
 from pipeline.mdlstm import load_extension, to_lanes  # noqa: E402
-from pipeline.model import ModelConfig, build_model, load_model_folder, pad_to_multiple  # noqa: E402
+from pipeline.model import ModelConfig, build_model, pad_to_multiple  # noqa: E402
+from pipeline.model_folder import load_model_folder  # noqa: E402
 
 
 def network(args: argparse.Namespace, flags: list[str]):

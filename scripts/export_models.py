@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from pipeline import model_card as card_header  # noqa: E402
 from pipeline.decoders.config import TUNED_KEYS  # noqa: E402
 from lm.folder import TUNED  # noqa: E402
 from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402
-from pipeline.folders import CONFIG_FILE, DONE, EXPORTED_FILES, METRICS_JSON  # noqa: E402
+from pipeline.folders import CONFIG_FILE, DONE, EXPORTED_FILES, METRICS_JSON, ensemble_members  # noqa: E402
+from pipeline.model_folder import write_ensemble  # noqa: E402
 from pipeline.metrics import best_epoch_row  # noqa: E402
 
 DEFAULT = "default"  # OUT/default: the model `htr transcribe` uses without --model (pipeline.folders)
@@ -136,6 +138,21 @@ def default_source(exp: Experiment, states: dict, default: str) -> tuple[str, Pa
     return str(folder), folder
 
 
+def export_default(source: Path, target: Path) -> None:
+    """Copy a model folder, or an ensemble folder with its members, to ``target``."""
+    members = ensemble_members(source)
+    if members:
+        write_ensemble(target, members)
+        cers = ", ".join(f"{m.name} {training_state(m)['best_dev_cer']:.2f}%" for m in members)
+        print(f"default model: the ensemble {source} (members' best dev CER: {cers})")
+        return
+    for old in ensemble_members(target):  # an ensemble before: its members go
+        shutil.rmtree(old, ignore_errors=True)
+    for name in MODEL_FILES:
+        copy(source / name, target / name)
+    print(f"default model: {source} (best dev CER {training_state(source)['best_dev_cer']:.2f}%)")
+
+
 def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict | None = None,
            default: str | None = None) -> Path:
     exp = load_experiment(ExperimentFolder(exp_folder).config, exp_folder, check_stages=False)
@@ -147,10 +164,8 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict |
         states[variant] = training_state(model)
     if default is not None:  # what `htr transcribe` reads with when given no --model
         label, source = default_source(exp, states, default)
-        for name in MODEL_FILES:
-            copy(source / name, out / DEFAULT / name)
+        export_default(source, out / DEFAULT)
         atomic_write_text(out / DEFAULT / "SOURCE", f"{label}\n")
-        print(f"default model: {source} (best dev CER {training_state(source)['best_dev_cer']:.2f}%)")
     lm = exp.paths.lm
     for name in LM_FILES:
         copy(lm / name, out / "lm" / name)

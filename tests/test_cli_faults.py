@@ -28,7 +28,8 @@ from pipeline import recognize as recognize_module, segment
 from pipeline.decoders import flashlight
 from pipeline.cli import main
 from pipeline.logits import save_logits
-from pipeline.model import ModelConfig, build_model, save_model_folder
+from pipeline.model import ModelConfig, build_model
+from pipeline.model_folder import save_model_folder
 from test_decode import lm_dir, one_hot  # noqa: F401 - lm_dir is a fixture
 from test_decode import ALPHABET as DECODE_ALPHABET
 from test_recognize import ALPHABET, TINY, model_folder  # noqa: F401 - model_folder is a fixture

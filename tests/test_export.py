@@ -148,3 +148,33 @@ def test_default_may_be_a_model_folder_of_another_layout_and_a_wrong_name_is_one
     done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(tmp_path / "m2"),
                            "--default", "dropout-wide"], capture_output=True, text=True)
     assert done.returncode == 1 and "--default dropout-wide" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_ensemble_default_is_exported_with_its_members_and_the_card_lists_them(tmp_path):
+    from pipeline.model_card import read_front_matter
+    from test_ensemble import save_crnn
+    from pipeline.model_folder import main as ensemble_main
+    exp = _complete_experiment(tmp_path)
+    (tmp_path / "card.toml").write_text(META, encoding="utf-8")
+    for seed, name in enumerate(("crnn-a", "crnn-b")):
+        member = tmp_path / "trained" / name
+        save_crnn(member, seed)
+        (member / "metrics.json").write_text(json.dumps([{"epoch": 1, "dev_cer": 30.0 + seed}]))
+        (member / "train_config.json").write_text(json.dumps({"max_epochs": 9, "lr": 0.001}))
+    assert ensemble_main([str(tmp_path / "trained" / "crnn-a"), str(tmp_path / "trained" / "crnn-b"),
+                          "--out", str(tmp_path / "ens")]) == 0
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "default").mkdir()
+    (out / "default" / "weights.pt").write_bytes(b"an older single default")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--default",
+                           str(tmp_path / "ens"), "--card", str(tmp_path / "card.toml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "crnn-a 30.00%" in done.stdout and "crnn-b 31.00%" in done.stdout
+    assert not (out / "default" / "weights.pt").exists()
+    assert (out / "default" / "crnn-b" / "weights.pt").read_bytes() == (tmp_path / "trained" / "crnn-b" / "weights.pt").read_bytes()
+    default = next(m for m in read_front_matter(out / "MODEL_CARD.md")["models"] if m["name"] == "default")
+    assert default["default"] and default["architecture"]["ensemble"] == ["crnn-a", "crnn-b"]
+    assert [m["path"] for m in default["members"]] == ["default/crnn-a", "default/crnn-b"]
+    assert [m["training"]["best_dev_cer"] for m in default["members"]] == [30.0, 31.0]
+    assert default["alphabet"]["symbols"] == "abc"

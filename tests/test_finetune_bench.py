@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.model import ModelConfig, build_model, save_model_folder
+from pipeline.model import ModelConfig, build_model
+from pipeline.model_folder import save_model_folder
 from script_module import load_script
 
 ALPHABET = ["", " ", "a", "b", "c"]

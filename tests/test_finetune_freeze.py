@@ -10,7 +10,8 @@ import torch
 
 from pipeline import train as train_module
 from pipeline.finetune import freeze_lower_layers, network_layers
-from pipeline.model import ModelConfig, build_model, save_model_folder
+from pipeline.model import ModelConfig, build_model
+from pipeline.model_folder import save_model_folder
 from pipeline.train import Dist, TrainConfig
 from test_train import write_tiny_set
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from pipeline.bench import BenchConfig, run_bench
-from pipeline.model import (FastDropout, ModelConfig, build_model, count_parameters, load_model_folder, padded_bilstm,
-                            save_model_folder)
+from pipeline.model import FastDropout, ModelConfig, build_model, count_parameters, padded_bilstm
+from pipeline.model_folder import load_model_folder, save_model_folder
 
 
 

@@ -9,7 +9,8 @@ import torch
 
 from pipeline import recognize as recognize_module
 from pipeline.logits import load_logits
-from pipeline.model import ModelConfig, build_model, save_model_folder
+from pipeline.model import ModelConfig, build_model
+from pipeline.model_folder import save_model_folder
 from pipeline.decoders.greedy import greedy_decode
 from test_train import draw_line, write_tiny_set
 

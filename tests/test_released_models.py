@@ -27,7 +27,7 @@ def lines(tmp_path_factory):
     return write_tiny_set(tmp_path_factory.mktemp("lines"), ["abc", "cab", "bacab"])
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", (*VARIANTS, "default"))
 def test_released_model_recognises_lines(variant, lines, tmp_path):
     model = RELEASE / variant
     out = tmp_path / "dev.npz"
@@ -57,10 +57,12 @@ def test_released_card_header_describes_each_committed_model():
     assert header["license"] and header["training-data"]["license"] and header["language"] == ["fra"]
     assert {m["name"] for m in header["models"]} == {*VARIANTS, "default"}
     default = next(m for m in header["models"] if m["default"])
-    assert default["name"] == "default" and default["training"]["best_dev_cer"] > 0
+    assert default["name"] == "default"
+    members = default.get("members", [])  # an ensemble: its members' entries
+    assert all(m["training"]["best_dev_cer"] > 0 for m in members or [default])
     if default["copy_of"] in VARIANTS:  # else another layout's model folder (a probe), named by its path
         assert (RELEASE / "default" / "weights.pt").read_bytes() == (RELEASE / default["copy_of"] / "weights.pt").read_bytes()
-    for entry in header["models"]:
+    for entry in header["models"] + members:
         alphabet = json.loads((RELEASE / entry["path"] / "model.json").read_text())["alphabet"]
         assert entry["alphabet"]["symbols"] == "".join(alphabet[1:]) and entry["alphabet"]["size"] == len(alphabet)
         if entry["name"] in VARIANTS:  # the experiment's score table covers its variants

@@ -191,7 +191,7 @@ def test_resume_with_nothing_to_resume_names_the_folder(tmp_path, capsys):
 
 def test_fine_tuning_starts_afresh_from_a_model_folder_and_grows_its_alphabet(tiny, tmp_path, capsys):
     from pipeline.finetune import initial_model
-    from pipeline.model import load_model_folder
+    from pipeline.model_folder import load_model_folder
 
     base = tmp_path / "base"
     assert run_train(tiny, base, "--max-epochs", "3") == 0

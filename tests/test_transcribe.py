@@ -12,7 +12,8 @@ from PIL import Image
 from data_prep.readers import read_alto, read_pagexml
 from common.skips import SkipLog
 from pipeline import transcribe as transcribe_module
-from pipeline.model import ModelConfig, build_model, save_model_folder
+from pipeline.model import ModelConfig, build_model
+from pipeline.model_folder import save_model_folder
 from pipeline.transcribe import main
 from xmlcheck import check
 
