@@ -146,13 +146,10 @@ def write_ensemble(out: Path, members: list[Path]) -> dict:
     if len(set(names)) != len(names):
         raise ValueError(f"two members share a folder name ({', '.join(names)}); members are stored as OUT/NAME: rename one")
     _, config, alphabet = combine(members)
+    old_members = [member for member in ensemble_members(out) if member.name not in names]
     for member, name in zip(members, names):
         if (out / name).resolve() != member.resolve():
-            shutil.rmtree(out / name, ignore_errors=True)
-            (out / name).mkdir(parents=True)
-            for file in EXPORTED_FILES:
-                if (member / file).is_file():
-                    shutil.copy2(member / file, out / name / file)
+            copy_member(member, out / name)
     for stale in EXPORTED_FILES:  # an ordinary model folder turned ensemble (members were copied first)
         if stale != MODEL_JSON:
             (out / stale).unlink(missing_ok=True)
@@ -160,7 +157,22 @@ def write_ensemble(out: Path, members: list[Path]) -> dict:
                    "combine": "mean of the members' log-probabilities, renormalised",
                    "members": {name: member_summary(out / name) for name in names}}
     atomic_write_text(out / MODEL_JSON, json.dumps(description, ensure_ascii=False, indent=2) + "\n")
+    for member in old_members:  # an earlier ensemble's members that the new one leaves out
+        shutil.rmtree(member, ignore_errors=True)
     return description
+
+
+def copy_member(source: Path, target: Path) -> None:
+    """Copy a model folder's files to ``target`` through a temporary folder, so an interrupted
+    copy never leaves a half-written member where an ensemble reads it."""
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for file in EXPORTED_FILES:
+        if (source / file).is_file():
+            shutil.copy2(source / file, partial / file)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
 
 
 def member_summary(folder: Path) -> dict:

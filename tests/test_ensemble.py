@@ -126,3 +126,12 @@ def test_fine_tuning_an_ensemble_names_its_members(tmp_path):
     ensemble_main([str(tmp_path / "one"), str(tmp_path / "two"), "--out", str(tmp_path / "ens")])
     with pytest.raises(ValueError, match="fine-tune one member"):
         initial_model(tmp_path / "ens", ["abc"], seed=0)
+
+
+def test_rewriting_an_ensemble_drops_the_members_it_leaves_out(tmp_path):
+    for seed, name in enumerate(("one", "two", "three")):
+        save_crnn(tmp_path / name, seed=seed)
+    assert ensemble_main([str(tmp_path / "one"), str(tmp_path / "two"), "--out", str(tmp_path / "ens")]) == 0
+    assert ensemble_main([str(tmp_path / "one"), str(tmp_path / "three"), "--out", str(tmp_path / "ens")]) == 0
+    assert sorted(p.name for p in (tmp_path / "ens").iterdir()) == [MODEL_JSON, "one", "three"]
+    load_model_folder(tmp_path / "ens")
