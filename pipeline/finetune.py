@@ -14,13 +14,14 @@ of a new hand cannot then pull towards their own lines.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from pipeline.folders import ensemble_members
+from pipeline.folders import ensemble_members, trainable_model
 from pipeline.model import ModelConfig
 from pipeline.model_folder import load_model_folder
 
@@ -58,10 +59,10 @@ def extend_output_rows(state: dict[str, torch.Tensor], classes: int, generator: 
 
 def initial_model(folder: Path, texts: list[str], seed: int) -> InitialModel:
     """Layout, extended alphabet and starting weights for a fine-tuning run."""
-    if ensemble_members(folder):
-        raise ValueError(f"{folder}: an ensemble ({', '.join(m.name for m in ensemble_members(folder))}); "
-                         f"fine-tune one member folder, e.g. {ensemble_members(folder)[0]}, or each in turn")
-    model, config, alphabet = load_model_folder(folder)
+    if ensemble_members(folder):  # one network is trained: the ensemble's first member
+        print(f"htr train: {folder} is an ensemble ({', '.join(m.name for m in ensemble_members(folder))}); "
+              f"fine-tuning its first member, {trainable_model(folder)}", file=sys.stderr)
+    model, config, alphabet = load_model_folder(trainable_model(folder))
     grown = extended_alphabet(alphabet, texts)
     state = extend_output_rows(model.state_dict(), len(grown), torch.Generator().manual_seed(seed))
     return InitialModel(config, grown, state, grown[len(alphabet):])

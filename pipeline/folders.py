@@ -35,6 +35,13 @@ def ensemble_members(folder: Path) -> list[Path]:
     return [Path(folder) / name for name in names] if isinstance(names, list) else []
 
 
+def trainable_model(folder: Path) -> Path:
+    """The one network a training can start from (``htr train --init``): the folder itself, or an
+    ensemble's first member (the ensemble's best, as ``htr ensemble`` lists them)."""
+    members = ensemble_members(folder)
+    return members[0] if members else Path(folder)
+
+
 def model_files(folder: Path) -> list[Path]:
     """Every file a model folder's outputs depend on (an ensemble's: its members' too)."""
     members = ensemble_members(folder)

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.files import atomic_write_text  # noqa: E402
+from pipeline.folders import trainable_model  # noqa: E402
 
 DEV = ROOT / "work" / "copiste" / "dev" / "manifest.jsonl"
 WORK = ROOT / "work" / "finetune-bench"
@@ -306,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             print(f"finetune_bench: {path}: not found ({fix})", file=sys.stderr)
             return 2
-    bench(args.name, args.base, args.max_minutes, args.threads, args.dev, args.dropout, flags, args.manifest)
+    base = trainable_model(args.base)  # an ensemble: its first member, the network htr train --init trains
+    if base != args.base:
+        print(f"finetune_bench: {args.base} is an ensemble; the base is its first member, {base}", file=sys.stderr)
+    bench(args.name, base, args.max_minutes, args.threads, args.dev, args.dropout, flags, args.manifest)
     return 0
 
 

@@ -120,12 +120,14 @@ def test_recognize_reads_an_ensemble_like_a_model(tmp_path):
     assert all(np.allclose(np.logaddexp.reduce(m, axis=1), 0, atol=1e-4) for m in cache.logprobs)
 
 
-def test_fine_tuning_an_ensemble_names_its_members(tmp_path):
-    save_crnn(tmp_path / "one", seed=0)
+def test_fine_tuning_an_ensemble_starts_from_its_first_member(tmp_path, capsys):
+    first = save_crnn(tmp_path / "one", seed=0)
     save_crnn(tmp_path / "two", seed=1)
     ensemble_main([str(tmp_path / "one"), str(tmp_path / "two"), "--out", str(tmp_path / "ens")])
-    with pytest.raises(ValueError, match="fine-tune one member"):
-        initial_model(tmp_path / "ens", ["abc"], seed=0)
+    start = initial_model(tmp_path / "ens", ["abc"], seed=0)
+    assert "fine-tuning its first member" in capsys.readouterr().err
+    assert start.alphabet == ALPHABET and start.added == []
+    assert all(torch.equal(start.state[key], value) for key, value in first.state_dict().items())
 
 
 def test_rewriting_an_ensemble_drops_the_members_it_leaves_out(tmp_path):
