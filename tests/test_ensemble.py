@@ -137,3 +137,26 @@ def test_rewriting_an_ensemble_drops_the_members_it_leaves_out(tmp_path):
     assert ensemble_main([str(tmp_path / "one"), str(tmp_path / "three"), "--out", str(tmp_path / "ens")]) == 0
     assert sorted(p.name for p in (tmp_path / "ens").iterdir()) == [MODEL_JSON, "one", "three"]
     load_model_folder(tmp_path / "ens")
+
+
+def test_ensemble_probe_scores_each_cache_and_each_combination(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+    from pipeline.logits import save_logits
+    spec = importlib.util.spec_from_file_location("ensemble_probe", Path(__file__).parents[1] / "scripts" / "ensemble_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    path = [1, 0, 2, 2, 0]  # "ab" in ALPHABET's order
+    right = np.log(np.eye(4)[path] * 0.9 + 0.025)
+    wrong = np.log(np.eye(4)[[3, 0, 2, 2, 0]] * 0.6 + 0.1)  # "cb", less sure
+    order = [0, 3, 1, 2]  # the second cache lists its columns as "", c, a, b
+    save_logits(tmp_path / "a.npz", ["l0"], [right], ALPHABET)
+    save_logits(tmp_path / "b.npz", ["l0"], [wrong[:, order]], [ALPHABET[k] for k in order])
+    (tmp_path / "refs.tsv").write_text("l0\tab\n", encoding="utf-8")
+    assert probe.main(["--refs", str(tmp_path / "refs.tsv"), str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 0
+    rows = [row.split(" | ") for row in capsys.readouterr().out.splitlines()[2:]]
+    assert [(row[1], row[2]) for row in rows] == [("alone", "0.00"), ("alone", "50.00"),
+                                                  ("mean log-prob", "0.00"), ("mean prob", "0.00")]
+    save_logits(tmp_path / "c.npz", ["other"], [right], ALPHABET)
+    assert probe.main(["--refs", str(tmp_path / "refs.tsv"), str(tmp_path / "a.npz"), str(tmp_path / "c.npz")]) == 1
+    assert "other line ids" in capsys.readouterr().err
