@@ -65,9 +65,12 @@ copiste-interim: setup  ## score and report the Copiste models as they are now (
 COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québec, CC-BY 4.0): contemporary Québec French handwriting, 238 training pages of 186 writers (4,512 lines); dev = 33 pages of 26 other writers (618 lines).
 
 # the shipped default (models/copiste/default): a variant, best (of the variants), or any model folder
-COPISTE_DEFAULT ?= models/copiste-next/crnn-all
+# the default: an ensemble of the two annealed CRNNs (htr ensemble models/copiste-next/crnn-all-synth-init
+# models/copiste-next/crnn-all --out models/copiste-next/ensemble-2), with the LM weights tuned on dev for it
+COPISTE_DEFAULT ?= models/copiste-next/ensemble-2
+COPISTE_TUNED ?= reports/decoding/tuned-ensemble-2.json
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
-	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
+	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
 
 SEG_TRAIN := $(WORK)/copiste/train-seg
 copiste-segcrops: setup  ## the segmenter's own crops of the Copiste training pages with their ground-truth text; work/copiste/train-plus-seg = GT lines + crops (htr train --train)

@@ -52,7 +52,7 @@ def model_entry(folder: Path, scores: list[tuple[str, float, float]], default: b
         return {"name": folder.name, "path": folder.name, "default": default,
                 "architecture": {"ensemble": [member.name for member in members],
                                  "combine": "mean of the members' log-probabilities, renormalised"},
-                "dev": _dev_scores(scores), "alphabet": entries[0]["alphabet"], "members": entries}
+                "dev": _dev_scores(scores), "alphabet": dict(entries[0]["alphabet"]), "members": entries}
     description = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
     train = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ Writes ``OUT/VARIANT/`` (``model.json`` + ``weights.pt``, what ``htr recognize -
 plus ``metrics.json/csv`` and ``train_config.json``, so that ``resume_from`` in an experiment
 config continues the training from these folders), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json``, the lexicon
 extension's ``wordlist.txt`` + ``extension.json`` if it has one, and, as ``tuned.json``, the
-tuned weights of ``--lm-variant``: what ``htr decode --lm`` reads without ``--tuned``) and ``OUT/MODEL_CARD.md``:
+tuned weights of ``--lm-variant``, or the file ``--lm-tuned``: what ``htr decode --lm`` reads without ``--tuned``) and ``OUT/MODEL_CARD.md``:
 data, settings, training state and the dev/test scores found in the experiment folder.
 With ``--card META.toml`` (licence, training data and its licence, language, script, period,
 reproduce commands; see ``configs/copiste-card.toml``) the card starts with a YAML header
@@ -83,9 +83,11 @@ def extension_note(lm_info: dict) -> list[str]:
             "`htr decode --no-extra-lexicon` leaves it out.\n"]
 
 
-def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: str) -> str:
+def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: str,
+               lm_tuned: Path | None = None) -> str:
     lm_info = json.loads(exp.paths.lm_info.read_text())
-    tuned_path = exp.paths.tuned(lm_variant)
+    tuned_path = lm_tuned or exp.paths.tuned(lm_variant)
+    tuned_for = f"the default model (`{lm_tuned}`)" if lm_tuned else lm_variant
     tuned = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
     tuned = {decoder: {key: found[key] for key in TUNED_KEYS if key in found}
              for decoder, found in tuned.items()}  # the card names the values, tuned.json keeps the search
@@ -114,7 +116,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
               f"Word {lm_info['config']['order']}-gram (KenLM) and lexicon from {', '.join(lm_info['texts'])}: "
               f"{lm_info['lexicon_size']} tokens, {lm_info['surface_words']} surface words; dev perplexity "
               f"{dev.get('perplexity', 'n/a')}, OOV rate {100 * dev.get('oov_rate', float('nan')):.1f}%. "
-              f"`tuned.json` holds the LM weight and word bonus tuned on dev for {lm_variant}: {json.dumps(tuned)}.\n",
+              f"`tuned.json` holds the LM weight and word bonus tuned on dev for {tuned_for}: {json.dumps(tuned)}.\n",
               *extension_note(lm_info),
               "## Use\n", "```bash",
               f"htr recognize --model {out}/{lm_variant} --manifest LINES.jsonl --out logits.npz",
@@ -154,7 +156,7 @@ def export_default(source: Path, target: Path) -> None:
 
 
 def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict | None = None,
-           default: str | None = None) -> Path:
+           default: str | None = None, lm_tuned: Path | None = None) -> Path:
     exp = load_experiment(ExperimentFolder(exp_folder).config, exp_folder, check_stages=False)
     states = {}
     for variant in exp.variants:
@@ -174,10 +176,10 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict |
             copy(lm / name, out / "lm" / name)
         else:
             (out / "lm" / name).unlink(missing_ok=True)
-    tuned = exp.paths.tuned(lm_variant)
-    if tuned.is_file():
+    tuned = lm_tuned or exp.paths.tuned(lm_variant)
+    if lm_tuned is not None or tuned.is_file():
         copy(tuned, out / "lm" / TUNED)
-    card = model_card(exp, out, states, data, lm_variant)
+    card = model_card(exp, out, states, data, lm_variant, lm_tuned)
     if meta is not None:
         found = {variant: scores(exp, variant) for variant in exp.variants}
         card = card_header.front_matter(meta, out, list(exp.variants), found, lm_variant) + card
@@ -202,6 +204,9 @@ def main() -> int:
     parser.add_argument("experiment", type=Path, nargs="?", help="experiment folder (holds config.toml, models/, lm/)")
     parser.add_argument("--out", type=Path, help="export folder, e.g. models/copiste")
     parser.add_argument("--lm-variant", default="dropout-all", help="variant whose tuned LM weights ship in OUT/lm")
+    parser.add_argument("--lm-tuned", type=Path, metavar="FILE",
+                        help="ship these tuned LM weights (htr tune --out FILE, e.g. tuned on dev for the default "
+                             "model) instead of those of --lm-variant")
     parser.add_argument("--data", default="", help="one paragraph on the training data and its licence")
     parser.add_argument("--default", metavar="VARIANT|best|MODEL_DIR",
                         help="also copy this model into OUT/default (what htr transcribe uses without --model): "
@@ -219,7 +224,7 @@ def main() -> int:
             card = refresh_card(args.refresh_card, meta, args.lm_variant)
             print(f"rewrote the header of {card}")
             return 0
-        card = export(args.experiment, args.out, args.lm_variant, args.data, meta, args.default)
+        card = export(args.experiment, args.out, args.lm_variant, args.data, meta, args.default, args.lm_tuned)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"export_models: {error}", file=sys.stderr)
         return 1

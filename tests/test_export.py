@@ -178,3 +178,18 @@ def test_an_ensemble_default_is_exported_with_its_members_and_the_card_lists_the
     assert [m["path"] for m in default["members"]] == ["default/crnn-a", "default/crnn-b"]
     assert [m["training"]["best_dev_cer"] for m in default["members"]] == [30.0, 31.0]
     assert default["alphabet"]["symbols"] == "abc"
+
+
+def test_lm_tuned_ships_the_given_weights_and_the_card_says_for_what(tmp_path):
+    exp = _complete_experiment(tmp_path)
+    tuned = tmp_path / "tuned-default.json"
+    tuned.write_text(json.dumps({"lexicon": {"lm_weight": 0.25, "word_bonus": -2.0, "wer": 0.3}}))
+    out = tmp_path / "models"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--lm-tuned", str(tuned)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "lm" / "tuned.json").read_text())["lexicon"]["lm_weight"] == 0.25
+    assert f"tuned on dev for the default model (`{tuned}`)" in (out / "MODEL_CARD.md").read_text()
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--lm-tuned",
+                           str(tmp_path / "none.json")], capture_output=True, text=True)
+    assert done.returncode == 1 and "none.json: missing" in done.stderr

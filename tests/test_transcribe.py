@@ -166,9 +166,10 @@ def test_without_model_a_missing_default_is_one_message(setup, monkeypatch, caps
     assert not (setup / "out" / "p1.txt").exists()
 
 
-def test_the_shipped_default_model_is_a_model_folder():
-    from pipeline.folders import DEFAULT_LM, DEFAULT_MODEL, can_warm_start
-    assert can_warm_start(DEFAULT_MODEL), f"{DEFAULT_MODEL}: make copiste-models --default"
+def test_the_shipped_default_model_is_a_model_folder_or_an_ensemble_of_them():
+    from pipeline.folders import DEFAULT_LM, DEFAULT_MODEL, can_warm_start, ensemble_members
+    for folder in ensemble_members(DEFAULT_MODEL) or [DEFAULT_MODEL]:
+        assert can_warm_start(folder), f"{folder}: make copiste-models --default"
     assert (DEFAULT_LM / "lm.bin").is_file()
 
 
