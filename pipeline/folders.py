@@ -32,7 +32,9 @@ def ensemble_members(folder: Path) -> list[Path]:
     except (OSError, ValueError):
         return []
     names = description.get(ENSEMBLE_KEY) if isinstance(description, dict) else None
-    return [Path(folder) / name for name in names] if isinstance(names, list) else []
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        return []  # not an ensemble; loading it as a model folder names what is wrong
+    return [Path(folder) / name for name in names]
 
 
 def trainable_model(folder: Path) -> Path:

@@ -160,3 +160,13 @@ def test_ensemble_probe_scores_each_cache_and_each_combination(tmp_path, capsys)
     save_logits(tmp_path / "c.npz", ["other"], [right], ALPHABET)
     assert probe.main(["--refs", str(tmp_path / "refs.tsv"), str(tmp_path / "a.npz"), str(tmp_path / "c.npz")]) == 1
     assert "other line ids" in capsys.readouterr().err
+
+
+def test_a_malformed_ensemble_description_is_one_clear_error(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / MODEL_JSON).write_text(json.dumps({"ensemble": [1, None]}))
+    with pytest.raises(FileNotFoundError, match="weights.pt: missing"):
+        load_model_folder(tmp_path / "bad")
+    (tmp_path / "bad" / MODEL_JSON).write_text(json.dumps({"ensemble": ["gone", "also-gone"]}))
+    with pytest.raises(FileNotFoundError, match="gone/model.json: missing"):
+        load_model_folder(tmp_path / "bad")
