@@ -190,8 +190,8 @@ def _first_line(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="htr ensemble",
-        description="Combine trained model folders into one ensemble folder that htr recognize, htr transcribe "
-                    "and the experiment runner read like any model: every member reads each line and the mean of "
+        description="Combine trained model folders into one ensemble folder that htr recognize, htr transcribe, "
+                    "make copiste-pages and the model export read like any model: every member reads each line and the mean of "
                     "their log-probabilities is the output. Members must share the line height and width cap "
                     "and give as many frames per line (e.g. two CRNNs, or two MDLSTMs of one layout); they are "
                     "copied into OUT.",
