@@ -59,10 +59,11 @@ def extend_output_rows(state: dict[str, torch.Tensor], classes: int, generator: 
 
 def initial_model(folder: Path, texts: list[str], seed: int) -> InitialModel:
     """Layout, extended alphabet and starting weights for a fine-tuning run."""
-    if ensemble_members(folder):  # one network is trained: the ensemble's first member
+    network = trainable_model(folder)
+    if network != Path(folder):  # one network is trained: the ensemble's first member
         print(f"htr train: {folder} is an ensemble ({', '.join(m.name for m in ensemble_members(folder))}); "
-              f"fine-tuning its first member, {trainable_model(folder)}", file=sys.stderr)
-    model, config, alphabet = load_model_folder(trainable_model(folder))
+              f"fine-tuning its first member, {network}", file=sys.stderr)
+    model, config, alphabet = load_model_folder(network)
     grown = extended_alphabet(alphabet, texts)
     state = extend_output_rows(model.state_dict(), len(grown), torch.Generator().manual_seed(seed))
     return InitialModel(config, grown, state, grown[len(alphabet):])

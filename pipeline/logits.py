@@ -99,6 +99,15 @@ def load_logits(path: Path) -> LogitCache:
     return LogitCache(ids, alphabet, blank, arrays)
 
 
+def label_order(alphabet: Sequence[str], reference: Sequence[str]) -> list[int]:
+    """Column indices that put outputs over ``alphabet`` in ``reference``'s order; the two must hold
+    the same symbols (in any order), else ``ValueError`` names those in only one of them."""
+    if sorted(alphabet) != sorted(reference):
+        extra = sorted(set(alphabet) ^ set(reference))
+        raise ValueError(f"{len(extra)} symbols in one only: {''.join(extra)[:40]!r}")
+    return [list(alphabet).index(symbol) for symbol in reference]
+
+
 def check_spellable(words: dict[str, int], alphabet: Sequence[str], lm_path: Path, least: float = 0.5) -> None:
     """Refuse (one line, before any n-gram is loaded) an LM whose training ``words`` mostly
     cannot be spelled with the labels of a cache: the log-probabilities of one model decoded

@@ -25,6 +25,7 @@ from torch import nn
 from common.files import atomic_write_bytes, atomic_write_text
 from pipeline.folders import (ENSEMBLE_KEY, EXPORTED_FILES, MODEL_JSON, WEIGHTS, ensemble_members,
                               read_metrics)
+from pipeline.logits import label_order
 from pipeline.metrics import best_epoch_row
 from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of
 
@@ -47,9 +48,8 @@ def load_model_folder(folder: Path, impl: str | None = None) -> tuple[nn.Module,
     """Model (in eval mode), its config and alphabet from a model or ensemble folder (an
     ensemble's config is its first member's: the line images it expects)."""
     folder = Path(folder)
-    if ensemble_members(folder):
-        return load_ensemble(folder, impl)
-    return load_single(folder, impl)
+    members = ensemble_members(folder)
+    return combine(members, impl, where=folder) if members else load_single(folder, impl)
 
 
 def load_single(folder: Path, impl: str | None = None) -> tuple[nn.Module, ModelConfig, list[str]]:
@@ -100,10 +100,6 @@ class EnsembleNet(nn.Module):
         return self.members[0].frames(widths)
 
 
-def load_ensemble(folder: Path, impl: str | None = None) -> tuple[nn.Module, ModelConfig, list[str]]:
-    return combine(ensemble_members(folder), impl, where=folder)
-
-
 def combine(members: list[Path], impl: str | None = None, where: Path | None = None
             ) -> tuple[nn.Module, ModelConfig, list[str]]:
     """One :class:`EnsembleNet` of the model folders ``members`` (checked to fit together)."""
@@ -113,15 +109,16 @@ def combine(members: list[Path], impl: str | None = None, where: Path | None = N
             raise ValueError(f"{member}: already an ensemble{f' (inside {where})' if where else ''}; list its members instead")
         loaded.append(load_single(member, impl))
     first_model, first_config, alphabet = loaded[0]
+    orders = [list(range(len(alphabet)))]
     for member, (model, config, symbols) in zip(members[1:], loaded[1:]):
-        check_member(member, model, config, symbols, first_model, first_config, alphabet)
-    orders = [[symbols.index(symbol) for symbol in alphabet] for _, _, symbols in loaded]
+        orders.append(member_order(member, model, config, symbols, first_model, first_config, alphabet))
     return EnsembleNet([model for model, _, _ in loaded], orders).eval(), first_config, alphabet
 
 
-def check_member(folder: Path, model: nn.Module, config: ModelConfig, alphabet: list[str],
-                 first_model: nn.Module, first_config: ModelConfig, first_alphabet: list[str]) -> None:
-    """A member that cannot be averaged with the first one raises ``ValueError`` naming it."""
+def member_order(folder: Path, model: nn.Module, config: ModelConfig, alphabet: list[str],
+                 first_model: nn.Module, first_config: ModelConfig, first_alphabet: list[str]) -> list[int]:
+    """The column order that matches a member's outputs to the first member's alphabet; a member
+    that cannot be averaged with the first one raises ``ValueError`` naming it."""
     for key in SAME_INPUT:
         if getattr(config, key) != getattr(first_config, key):
             raise ValueError(f"{folder}: {key} {getattr(config, key)} differs from the first member's "
@@ -129,10 +126,13 @@ def check_member(folder: Path, model: nn.Module, config: ModelConfig, alphabet: 
     if any(model.frames(width) != first_model.frames(width) for width in range(1, 257)):
         raise ValueError(f"{folder}: gives a different number of frames per line than the first member "
                          "(another width reduction); its outputs cannot be averaged frame by frame")
-    if alphabet[0] != first_alphabet[0] or sorted(alphabet) != sorted(first_alphabet):
-        extra = sorted(set(alphabet) ^ set(first_alphabet))
-        raise ValueError(f"{folder}: its alphabet differs from the first member's ({len(extra)} symbols in one "
-                         f"only: {''.join(extra)[:40]!r}); ensemble members must know the same symbols")
+    try:
+        if alphabet[0] != first_alphabet[0]:
+            raise ValueError(f"blank {alphabet[0]!r} against {first_alphabet[0]!r}")
+        return label_order(alphabet, first_alphabet)
+    except ValueError as error:
+        raise ValueError(f"{folder}: its alphabet differs from the first member's ({error}); "
+                         "ensemble members must know the same symbols") from None
 
 
 def write_ensemble(out: Path, members: list[Path]) -> dict:

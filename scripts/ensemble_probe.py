@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.decoders.greedy import greedy_decode  # noqa: E402
-from pipeline.logits import LogitCache, load_logits  # noqa: E402
+from pipeline.logits import LogitCache, label_order, load_logits  # noqa: E402
 from pipeline.metrics import ErrorRates, error_rates, read_texts  # noqa: E402
 
 
@@ -30,9 +30,10 @@ def aligned(caches: list[LogitCache], names: list[str]) -> list[LogitCache]:
     for cache, name in zip(caches[1:], names[1:]):
         if cache.ids != first.ids:
             raise ValueError(f"{name}: other line ids than {names[0]}")
-        if sorted(cache.alphabet) != sorted(first.alphabet):
-            raise ValueError(f"{name}: other symbols than {names[0]}")
-        order = [cache.alphabet.index(symbol) for symbol in first.alphabet]
+        try:
+            order = label_order(cache.alphabet, first.alphabet)
+        except ValueError as error:
+            raise ValueError(f"{name}: other symbols than {names[0]} ({error})") from None
         out.append(LogitCache(cache.ids, first.alphabet, first.blank, [m[:, order] for m in cache.logprobs]))
     return out
 
