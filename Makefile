@@ -67,10 +67,12 @@ COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québ
 # the shipped default (models/copiste/default): a variant, best (of the variants), or any model folder
 # the default: an ensemble of the two annealed CRNNs (htr ensemble models/copiste-next/crnn-all-synth-init
 # models/copiste-next/crnn-all --out models/copiste-next/ensemble-2), with the LM weights tuned on dev for it
+# (every LM decoder's), and the card's paragraph on it (what it is, its measured scores)
 COPISTE_DEFAULT ?= models/copiste-next/ensemble-2
 COPISTE_TUNED ?= reports/decoding/tuned-ensemble-2.json
+COPISTE_DEFAULT_NOTE ?= configs/copiste-default.md
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
-	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
+	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
 
 SEG_TRAIN := $(WORK)/copiste/train-seg
 copiste-segcrops: setup  ## the segmenter's own crops of the Copiste training pages with their ground-truth text; work/copiste/train-plus-seg = GT lines + crops (htr train --train)

@@ -43,6 +43,12 @@ def read_counts(path: Path) -> dict[str, int]:
     return counts
 
 
+def char_model(folder: Path) -> Path:
+    """The character n-gram of an LM folder: binary if there is one, else the ARPA file."""
+    binary = Path(folder) / "char.bin"
+    return binary if binary.is_file() else Path(folder) / "char.arpa"
+
+
 @dataclass
 class LmDir:
     path: Path
@@ -58,8 +64,7 @@ class LmDir:
 
     @property
     def char_model(self) -> Path:
-        binary = self.path / "char.bin"
-        return binary if binary.is_file() else self.path / "char.arpa"
+        return char_model(self.path)
 
     @classmethod
     def load(cls, path: Path) -> "LmDir":

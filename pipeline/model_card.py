@@ -81,7 +81,10 @@ def lm_entry(lm: Path) -> dict | None:
         return None
     info = json.loads((lm / "lm.json").read_text(encoding="utf-8"))
     dev = info.get("dev", {})
-    entry = {"path": lm.name, "type": f"word {info['config']['order']}-gram (KenLM) + strict lexicon",
+    kind = f"word {info['config']['order']}-gram (KenLM) + strict lexicon"
+    if (lm / "char.bin").is_file():
+        kind += f"; character {info['config'].get('char_order', 'n')}-gram (KenLM)"
+    entry = {"path": lm.name, "type": kind,
              "lexicon_tokens": info["lexicon_size"], "surface_words": info["surface_words"],
              "dev_perplexity": dev.get("perplexity"), "dev_oov_rate": dev.get("oov_rate")}
     if info.get("extension"):

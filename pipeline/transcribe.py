@@ -35,7 +35,7 @@ from common.files import atomic_write_bytes, atomic_write_text
 from data_prep.records import write_manifest
 from common.skips import SkipLog
 from pipeline.confidence import WordEvidence, evidence
-from pipeline.decoders.config import LM_DECODERS, DecodeConfig, tuned_config
+from pipeline.decoders.config import DECODERS, LM_DECODERS, DecodeConfig, default_decoder, tuned_config
 from pipeline.decoders.pool import make_decoder
 from pipeline.folders import DEFAULT_LM, DEFAULT_MODEL, MODEL_JSON, model_files
 from pipeline.segment import page_layout, segment_page
@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, help="model folder written by 'htr train' (default: the shipped French "
                                                    "model, models/copiste/default, with its LM models/copiste/lm)")
     parser.add_argument("--lm", type=Path, help="LM folder written by 'htr lm' (needed by beam-lm, lexicon, char-lm)")
-    parser.add_argument("--decoder", default=None, help="decoder (default: lexicon with --lm, else greedy)")
+    parser.add_argument("--decoder", default=None, choices=DECODERS, help="decoder (default: char-lm with an --lm folder that has a character n-gram, lexicon "
+                             "with any other --lm, else greedy)")
     parser.add_argument("--tuned", type=Path, help="tuned LM weight and word bonus ('htr tune --out'; default: the "
                                                    "LM folder's own tuned.json, if it has one)")
     parser.add_argument("--format", choices=FORMATS, default="alto", help="XML format: alto (ALTO v4, default) or page (PAGE 2019-07-15)")
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(stems)) != len(stems):
         print("htr transcribe: several images share a name; their outputs would overwrite each other", file=sys.stderr)
         return 2
-    job = Job(args.out, args.format, args.model, args.lm, args.decoder or ("lexicon" if args.lm else "greedy"),
+    job = Job(args.out, args.format, args.model, args.lm, args.decoder or default_decoder(args.lm),
               args.jobs, args.force, args.tuned)
     try:
         summary = transcribe(images, job)

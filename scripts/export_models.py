@@ -5,8 +5,8 @@
 
 Writes ``OUT/VARIANT/`` (``model.json`` + ``weights.pt``, what ``htr recognize --model`` reads,
 plus ``metrics.json/csv`` and ``train_config.json``, so that ``resume_from`` in an experiment
-config continues the training from these folders), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json``, the lexicon
-extension's ``wordlist.txt`` + ``extension.json`` if it has one, and, as ``tuned.json``, the
+config continues the training from these folders), ``OUT/lm/`` (``lexicon.txt``, ``words.txt``, ``lm.bin``, ``lm.json``, the character
+n-gram ``char.bin`` and the lexicon extension's ``wordlist.txt`` + ``extension.json`` if it has them, and, as ``tuned.json``, the
 tuned weights of ``--lm-variant``, or the file ``--lm-tuned``: what ``htr decode --lm`` reads without ``--tuned``) and ``OUT/MODEL_CARD.md``:
 data, settings, training state and the dev/test scores found in the experiment folder.
 With ``--card META.toml`` (licence, training data and its licence, language, script, period,
@@ -39,7 +39,7 @@ from pipeline.metrics import best_epoch_row  # noqa: E402
 DEFAULT = "default"  # OUT/default: the model `htr transcribe` uses without --model (pipeline.folders)
 MODEL_FILES = EXPORTED_FILES  # what `htr run` needs to continue a training (resume_from)
 LM_FILES = ("lexicon.txt", "words.txt", "lm.bin", "lm.json")
-LM_EXTENSION_FILES = (WORDLIST, EXTENSION)  # htr lm --extra-words
+LM_OPTIONAL_FILES = ("char.bin", WORDLIST, EXTENSION)  # htr lm --char, --extra-words
 SETTINGS = ("arch", "mdlstm_hidden", "mdlstm_conv", "height", "dropout", "dropout_where", "optimizer", "lr",
             "batch_size", "scheduler", "max_epochs", "patience", "seed")
 
@@ -83,8 +83,19 @@ def extension_note(lm_info: dict) -> list[str]:
             "`htr decode --no-extra-lexicon` leaves it out.\n"]
 
 
+def char_note(lm_info: dict, lm: Path) -> list[str]:
+    """The model card's paragraph on the character n-gram (htr lm --char), if it was exported."""
+    if not (lm / "char.bin").is_file():
+        return []
+    perplexity = lm_info.get("dev", {}).get("char_perplexity")
+    measured = f" (dev perplexity {perplexity} per character)" if perplexity else ""
+    return [f"Character {lm_info['config'].get('char_order', 'n')}-gram (`char.bin`, KenLM) from the same text{measured}: "
+            "the open-vocabulary `char-lm` decoder, which `htr transcribe` uses with this folder when "
+            "given no `--decoder`.\n"]
+
+
 def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: str,
-               lm_tuned: Path | None = None) -> str:
+               lm_tuned: Path | None = None, default_note: str = "") -> str:
     lm_info = json.loads(exp.paths.lm_info.read_text())
     tuned_path = lm_tuned or exp.paths.tuned(lm_variant)
     tuned_for = f"the default model (`{lm_tuned}`)" if lm_tuned else lm_variant
@@ -103,7 +114,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
     source = out / DEFAULT / "SOURCE"
     if source.is_file():
         lines += ["", f"`{DEFAULT}/` is a copy of `{source.read_text().strip()}`: the model `htr transcribe` "
-                      "reads with when it is given no `--model`."]
+                      "reads with when it is given no `--model`." + (f" {default_note}" if default_note else "")]
     settings = next(iter(states.values()))["settings"]
     lines += ["", "Settings (all variants; only `dropout_where` differs): "
               + ", ".join(f"`{k}={v}`" for k, v in settings.items() if k != "dropout_where") + ".\n",
@@ -117,10 +128,12 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
               f"{lm_info['lexicon_size']} tokens, {lm_info['surface_words']} surface words; dev perplexity "
               f"{dev.get('perplexity', 'n/a')}, OOV rate {100 * dev.get('oov_rate', float('nan')):.1f}%. "
               f"`tuned.json` holds the LM weight and word bonus tuned on dev for {tuned_for}: {json.dumps(tuned)}.\n",
-              *extension_note(lm_info),
+              *extension_note(lm_info), *char_note(lm_info, out / "lm"),
               "## Use\n", "```bash",
               f"htr recognize --model {out}/{lm_variant} --manifest LINES.jsonl --out logits.npz",
               f"htr decode --logits logits.npz --decoder lexicon --lm {out}/lm --out hyp.tsv",
+              *([f"htr decode --logits logits.npz --decoder char-lm --lm {out}/lm --out hyp.tsv"]
+                if (out / "lm" / "char.bin").is_file() else []),
               f"htr transcribe PAGE.jpg --model {out}/{lm_variant} --lm {out}/lm --out transcripts",
               "```\n"]
     return "\n".join(lines)
@@ -156,7 +169,7 @@ def export_default(source: Path, target: Path) -> None:
 
 
 def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict | None = None,
-           default: str | None = None, lm_tuned: Path | None = None) -> Path:
+           default: str | None = None, lm_tuned: Path | None = None, default_note: Path | None = None) -> Path:
     exp = load_experiment(ExperimentFolder(exp_folder).config, exp_folder, check_stages=False)
     states = {}
     for variant in exp.variants:
@@ -171,7 +184,7 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict |
     lm = exp.paths.lm
     for name in LM_FILES:
         copy(lm / name, out / "lm" / name)
-    for name in LM_EXTENSION_FILES:
+    for name in LM_OPTIONAL_FILES:
         if (lm / name).is_file():
             copy(lm / name, out / "lm" / name)
         else:
@@ -179,7 +192,8 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict |
     tuned = lm_tuned or exp.paths.tuned(lm_variant)
     if lm_tuned is not None or tuned.is_file():
         copy(tuned, out / "lm" / TUNED)
-    card = model_card(exp, out, states, data, lm_variant, lm_tuned)
+    note = " ".join(default_note.read_text(encoding="utf-8").split()) if default_note is not None else ""
+    card = model_card(exp, out, states, data, lm_variant, lm_tuned, note)
     if meta is not None:
         found = {variant: scores(exp, variant) for variant in exp.variants}
         card = card_header.front_matter(meta, out, list(exp.variants), found, lm_variant) + card
@@ -211,6 +225,9 @@ def main() -> int:
     parser.add_argument("--default", metavar="VARIANT|best|MODEL_DIR",
                         help="also copy this model into OUT/default (what htr transcribe uses without --model): "
                              "a variant, the variant with the best dev CER, or any model folder")
+    parser.add_argument("--default-note", type=Path, metavar="FILE",
+                        help="a Markdown paragraph on the --default model (what it is, its measured scores and "
+                             "the commands behind them) that the card prints after naming it")
     parser.add_argument("--card", type=Path, help="card metadata (TOML): the card gets a YAML header")
     parser.add_argument("--refresh-card", type=Path, metavar="OUT", help="only rewrite the YAML header of OUT/MODEL_CARD.md")
     args = parser.parse_args()
@@ -224,7 +241,8 @@ def main() -> int:
             card = refresh_card(args.refresh_card, meta, args.lm_variant)
             print(f"rewrote the header of {card}")
             return 0
-        card = export(args.experiment, args.out, args.lm_variant, args.data, meta, args.default, args.lm_tuned)
+        card = export(args.experiment, args.out, args.lm_variant, args.data, meta, args.default, args.lm_tuned,
+                      args.default_note)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"export_models: {error}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pipeline.cli import main
 from pipeline.decode import DECODERS, DecodeConfig, decode_all, make_decoder, resolve_config
 from pipeline.logits import SyntheticNoise, alphabet_of, load_logits, save_logits, synthetic_logprobs
+from pipeline.decoders.config import default_decoder
 
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "hat", "cat,", "mat."]  # surface words
 TOKENS = ["the", "cat", "sat", "on", "mat", "a", "hat", ",", "."]
@@ -211,3 +212,13 @@ def test_decode_explains_a_missing_lm(tmp_path, capsys):
     assert main(["decode", "--logits", str(logits), "--decoder", "lexicon", "--lm", str(tmp_path),
                  "--out", str(tmp_path / "h.tsv")]) == 1
     assert "htr lm" in capsys.readouterr().err
+
+
+def test_the_default_decoder_follows_what_the_lm_folder_holds(lm_dir, tmp_path):
+    assert default_decoder(None) == "greedy"
+    assert default_decoder(lm_dir) == "char-lm"  # it has a character n-gram (char.arpa)
+    word_only = tmp_path / "word-only"
+    word_only.mkdir()
+    for name in ("lm.arpa", "lexicon.txt", "words.txt", "lm.json"):
+        (word_only / name).write_bytes((lm_dir / name).read_bytes())
+    assert default_decoder(word_only) == "lexicon"

@@ -193,3 +193,40 @@ def test_lm_tuned_ships_the_given_weights_and_the_card_says_for_what(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--lm-tuned",
                            str(tmp_path / "none.json")], capture_output=True, text=True)
     assert done.returncode == 1 and "none.json: missing" in done.stderr
+
+
+def test_a_character_model_ships_with_the_lm_and_a_stale_one_is_removed(tmp_path):
+    exp = _complete_experiment(tmp_path)
+    lm = exp.folder / "lm"
+    (lm / "char.bin").write_text("char.bin")
+    info = json.loads((lm / "lm.json").read_text())
+    info["config"]["char_order"] = 6
+    info["dev"]["char_perplexity"] = 4.7
+    (lm / "lm.json").write_text(json.dumps(info))
+    out = tmp_path / "models"
+    command = [sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (out / "lm" / "char.bin").read_text() == "char.bin"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Character 6-gram (`char.bin`, KenLM) from the same text (dev perplexity 4.7 per character)" in card
+    assert "--decoder char-lm" in card
+    (lm / "char.bin").unlink()
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not (out / "lm" / "char.bin").exists()
+    assert "char-lm" not in (out / "MODEL_CARD.md").read_text()
+
+
+def test_the_default_note_follows_the_default_in_the_card_and_a_missing_note_is_named(tmp_path):
+    exp = _complete_experiment(tmp_path)
+    note = tmp_path / "default.md"
+    note.write_text("It reads Tiny dev at\n**9.9% CER**.\n")
+    out = tmp_path / "models"
+    command = [sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--default", "dropout-all"]
+    done = subprocess.run([*command, "--default-note", str(note)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "the model `htr transcribe` reads with when it is given no `--model`. It reads Tiny dev at **9.9% CER**." in card
+    done = subprocess.run([*command, "--default-note", str(tmp_path / "gone.md")], capture_output=True, text=True)
+    assert done.returncode == 1 and "gone.md" in done.stderr

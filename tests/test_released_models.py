@@ -51,6 +51,19 @@ def test_released_lm_decodes_into_lexicon_words_only(lines, tmp_path):
     assert all(word in words for row in rows for word in row[1].split())
 
 
+def test_released_lm_decodes_with_its_character_model_and_tuned_weights_when_it_ships_one(lines, tmp_path):
+    from pipeline.decoders.config import default_decoder
+    if default_decoder(RELEASE / "lm") != "char-lm":
+        pytest.skip("the released LM has no character n-gram")
+    assert "char-lm" in json.loads((RELEASE / "lm" / "tuned.json").read_text())  # weights tuned for it
+    logits, hyp = tmp_path / "dev.npz", tmp_path / "hyp.tsv"
+    assert recognize_module.main(["--model", str(RELEASE / "default"), "--manifest", str(lines),
+                                  "--out", str(logits), "--threads", "1", "--quiet"]) == 0
+    assert decode_module.main(["--logits", str(logits), "--decoder", "char-lm", "--lm", str(RELEASE / "lm"),
+                               "--out", str(hyp), "--jobs", "1"]) == 0
+    assert [line.split("\t")[0] for line in hyp.read_text(encoding="utf-8").splitlines()] == ["l0", "l1", "l2"]
+
+
 def test_released_card_header_describes_each_committed_model():
     from pipeline.model_card import read_front_matter
     header = read_front_matter(RELEASE / "MODEL_CARD.md")
