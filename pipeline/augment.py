@@ -37,6 +37,11 @@ def augment(array: np.ndarray, max_width: int, generator: torch.Generator, recip
     return _scale_and_slant(array, max_width, scale, shear) * gain
 
 
+def slant(array: np.ndarray, shear: float) -> np.ndarray:
+    """``array`` sheared by ``shear`` around its middle row, its width kept (the same CTC frames)."""
+    return _scale_and_slant(array, array.shape[1], 1.0, shear)
+
+
 def _uniform(generator: torch.Generator, *ranges: tuple[float, float]) -> list[float]:
     low = torch.tensor([lo for lo, _ in ranges])
     span = torch.tensor([hi - lo for lo, hi in ranges])

@@ -180,6 +180,9 @@ def test_decode_and_tune_commands(lm_dir, tmp_path, capsys):
     tuned = json.loads(tuned_file.read_text())["lexicon"]
     assert tuned["wer"] == 0.0 and tuned["lm_weight"] in (0.5, 2.0)
     assert not (lm_dir / "tuned.json").exists()  # the LM folder is left as htr lm wrote it
+    assert main(["tune", "--logits", str(logits), "--refs", str(refs), "--lm", str(lm_dir), "--decoder", "char-lm",
+                 "beam-lm", "--weights", "0.5", "--bonuses", "0", "--beam", "8", "--out", str(tuned_file)]) == 0
+    assert set(json.loads(tuned_file.read_text())) == {"lexicon", "char-lm", "beam-lm"}  # one entry each, kept
     args = type("Args", (), {"decoder": "lexicon", **{k: None for k in DecodeConfig.__dataclass_fields__ if k != "decoder"}})
     assert resolve_config(args, lm_dir, tuned_file).lm_weight == tuned["lm_weight"]
 
@@ -222,3 +225,13 @@ def test_the_default_decoder_follows_what_the_lm_folder_holds(lm_dir, tmp_path):
     for name in ("lm.arpa", "lexicon.txt", "words.txt", "lm.json"):
         (word_only / name).write_bytes((lm_dir / name).read_bytes())
     assert default_decoder(word_only) == "lexicon"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), frames=st.integers(1, 30))
+def test_char_lm_nbest_is_distinct_texts_best_first_led_by_the_decoded_text(decoders, seed, frames):
+    logprobs = random_logprobs(seed, frames, 2.0)
+    nbest = decoders["char-lm"].nbest(logprobs)
+    texts, scores = [t for t, _ in nbest], [s for _, s in nbest]
+    assert len(set(texts)) == len(texts) and scores == sorted(scores, reverse=True)
+    assert texts[0] == decoders["char-lm"].decode(logprobs).text

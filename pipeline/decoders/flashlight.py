@@ -173,15 +173,31 @@ class CharLmDecoder:
             log_add=False, criterion_type=CriterionType.CTC)
         self.decoder = LexiconFreeDecoder(options, self.lm, self.space, blank, [])
 
+    def _search(self, logprobs: np.ndarray) -> tuple[np.ndarray, list]:
+        logprobs = logprobs[squeeze_blanks(logprobs, self.blank)]
+        emissions = np.ascontiguousarray(logprobs, dtype=np.float32)
+        return logprobs, self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
+
+    def _path(self, result, frames: int) -> list[int]:
+        return [t if t >= 0 else self.blank for t in list(result.tokens)[1:1 + frames]]
+
     def decode(self, logprobs: np.ndarray) -> Hypothesis:
         if len(logprobs) == 0:
             return Hypothesis("")
-        logprobs = logprobs[squeeze_blanks(logprobs, self.blank)]
-        emissions = np.ascontiguousarray(logprobs, dtype=np.float32)
-        results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
+        logprobs, results = self._search(logprobs)
         if not results:
             return Hypothesis("")
-        path = [t if t >= 0 else self.blank for t in list(results[0].tokens)[1:1 + len(logprobs)]]
-        hypothesis = word_confidences(path, logprobs, self.alphabet, self.blank)
+        hypothesis = word_confidences(self._path(results[0], len(logprobs)), logprobs, self.alphabet, self.blank)
         hypothesis.score = float(results[0].score)
         return hypothesis
+
+    def nbest(self, logprobs: np.ndarray) -> list[tuple[str, float]]:
+        """Every distinct text left in the final beam with its best score, best first."""
+        if len(logprobs) == 0:
+            return [("", 0.0)]
+        logprobs, results = self._search(logprobs)
+        found: dict[str, float] = {}
+        for result in results:
+            text = word_confidences(self._path(result, len(logprobs)), logprobs, self.alphabet, self.blank).text
+            found[text] = max(found.get(text, -math.inf), float(result.score))
+        return sorted(found.items(), key=lambda item: -item[1])
