@@ -152,13 +152,18 @@ class Experiment:
     train_options: dict[str, Any]
     lm_options: dict[str, Any]
     systems: list[System]
-    tune_decoder: str
     jobs: int
     prepare: list[list[str]]  # htr prepare commands that create the data when it is missing
     title: str
     train_until: str = "minutes"  # "minutes": one run of max_minutes is the whole training; "epochs": see below
     train_jobs: int = 1  # variants trained at the same time, the cores split between them
     resume_from: Path | None = None  # exported model folders (models/NAME/VARIANT) that unstarted trainings continue
+
+    @property
+    def tune_decoders(self) -> list[str]:
+        """The decoders whose LM weight and word bonus are tuned on dev: those of the systems
+        with ``tune = true``, in their order."""
+        return list(dict.fromkeys(system.decoder for system in self.systems if system.tune))
 
     @property
     def paths(self) -> ExperimentFolder:
@@ -206,13 +211,16 @@ def load_experiment(path: Path, folder: Path | None = None, check_stages: bool =
         lm_text=[Path(p) for p in dataset.get("lm_text", [])],
         test_pages=Path(pages) if pages else None,
         variants=variants, train_options=data.get("train", {}), lm_options=data.get("lm", {}),
-        systems=systems, tune_decoder=decode.get("tune_decoder", "lexicon"),
+        systems=systems,
         jobs=int(data.get("jobs", 2)), prepare=_commands(dataset.get("prepare", [])),
         title=data.get("title", Path(path).stem), train_until=data.get("train_until", "minutes"),
         train_jobs=max(1, int(data.get("train_jobs", 1))),
         resume_from=Path(data["resume_from"]) if data.get("resume_from") else None)
     if check_stages:
         check_stage_keys(exp, Path(path))
+        if "tune_decoder" in decode:  # an older config; a finished folder's copy is still read as is
+            raise ValueError(f"{path}: [decode] tune_decoder is no longer read: the decoder of every system "
+                             "with tune = true is tuned; remove the line")
     return exp
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import atomic_write_bytes, atomic_write_text
+from lm.folder import read_tuned
 from pipeline.experiment import Experiment, System, load_experiment
 from pipeline.folders import (CONFIG_FILE, DONE, EXPORTED_FILES, LAST, TRAIN_LOG, WEIGHTS, can_resume, can_warm_start,
                               read_metrics)
@@ -49,6 +50,7 @@ class Step:
     inputs: list[Path]
     outputs: list[Path]  # the step is done when all exist and are newer than the inputs
     model: Path | None = None  # train: the model folder it writes
+    entries: tuple[str, ...] = ()  # tune: the decoders its output file must hold an entry for
 
     @property
     def kind(self) -> str:
@@ -56,10 +58,22 @@ class Step:
         return self.argv[0]
 
     def up_to_date(self) -> bool:
+        return self.outputs_fresh() and not missing_entries(self.outputs[0], self.entries)
+
+    def outputs_fresh(self) -> bool:
         if not all(p.exists() for p in self.outputs):
             return False
         newest_input = max((p.stat().st_mtime for p in self.inputs if p.exists()), default=0.0)
         return min(p.stat().st_mtime for p in self.outputs) >= newest_input
+
+
+def missing_entries(tuned: Path, decoders: tuple[str, ...]) -> list[str]:
+    """The decoders among ``decoders`` that the tuned-weights file ``tuned`` holds no entry for
+    (all of them when it is missing or unreadable: tuning rewrites it)."""
+    try:
+        return [d for d in decoders if not read_tuned(tuned, d)]
+    except (FileNotFoundError, ValueError):
+        return list(decoders)
 
 
 def plan(exp: Experiment) -> list[Step]:
@@ -107,17 +121,26 @@ def variant_steps(exp: Experiment, variant: str, options: dict[str, Any], splits
         steps.append(Step(f"recognise {split} with {variant}",
                           ["recognize", "--model", str(model), "--manifest", str(manifest), "--out", str(logits)],
                           [model / WEIGHTS, manifest], [logits]))
-    if any(system.tune for system in exp.systems):
-        dev_logits = f.logits(variant, "dev")
-        steps.append(Step(f"tune LM weight for {variant}",
-                          ["tune", "--logits", str(dev_logits), "--refs", str(exp.dev), "--lm", str(f.lm),
-                           "--decoder", exp.tune_decoder, "--jobs", str(exp.jobs), "--out", str(f.tuned(variant))],
-                          [dev_logits, f.lexicon], [f.tuned(variant)]))
+    if exp.tune_decoders:
+        steps.append(tune_step(exp, variant))
     for split in (s for s in splits if s != "dev"):  # dev only serves tuning
         steps += decode_steps(exp, variant, split, splits[split])
     if "test-seg" in splits:
         steps += page_eval_steps(exp, variant)
     return steps
+
+
+def tune_step(exp: Experiment, variant: str) -> Step:
+    """Tune the LM weights of every tuned system's decoder on dev: all of them when the tuned
+    file is missing or older than the dev outputs, else only the decoders it has no entry for
+    (a system added to the config after the run)."""
+    f, dev_logits = exp.paths, exp.paths.logits(variant, "dev")
+    step = Step(f"tune LM weight for {variant}", [], [dev_logits, f.lexicon], [f.tuned(variant)],
+                entries=tuple(exp.tune_decoders))
+    decoders = missing_entries(f.tuned(variant), step.entries) if step.outputs_fresh() else step.entries
+    step.argv = ["tune", "--logits", str(dev_logits), "--refs", str(exp.dev), "--lm", str(f.lm),
+                 "--decoder", *(decoders or step.entries), "--jobs", str(exp.jobs), "--out", str(f.tuned(variant))]
+    return step
 
 
 def decode_steps(exp: Experiment, variant: str, split: str, references: Path) -> list[Step]:

@@ -1,5 +1,7 @@
 """``htr tune``: choose the LM weight and word insertion bonus on dev log-probabilities.
 
+One decoder after the other when ``--decoder`` names several (``--decoder lexicon char-lm``).
+
 Coordinate search (default: weight, then bonus, then weight again) or a full grid over
 the given values; the score is corpus WER (ties broken by CER) of the decoded dev lines
 against their references.  The best values (and every pair tried) go under the decoder's
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lm", type=Path, required=True, help="LM directory built by 'htr lm'")
     parser.add_argument("--out", type=Path, required=True,
                         help="tuned-weights file (JSON; the other decoders' entries in it are kept)")
-    parser.add_argument("--decoder", choices=LM_DECODERS, default="lexicon")
+    parser.add_argument("--decoder", nargs="+", choices=LM_DECODERS, default=["lexicon"],
+                        help="LM decoder(s) to tune, each into its own entry of --out")
     parser.add_argument("--beam", type=int, default=32, help="beam size while tuning")
     parser.add_argument("--weights", type=floats, default=floats(DEFAULT_WEIGHTS), help="LM weights to try")
     parser.add_argument("--bonuses", type=floats, default=floats(DEFAULT_BONUSES), help="word bonuses to try")
@@ -97,24 +100,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"htr tune: no line of {args.logits} has a reference in {args.refs}", file=sys.stderr)
         return 1
     cache = cache.subset(known[:args.max_lines] if args.max_lines > 0 else known)
-    config = DecodeConfig(decoder=args.decoder, beam=args.beam)
-    score = Scorer(cache, refs, config, args.lm, args.jobs)
-    print(f"tuning {args.decoder} on {len(cache)} lines ({args.search} search, beam {args.beam})")
-    try:
-        (grid_search if args.search == "grid" else coordinate_search)(score, args.weights, args.bonuses)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"htr tune: {error}", file=sys.stderr)
-        return 1
+    for decoder in dict.fromkeys(args.decoder):
+        try:
+            tune(decoder, cache, refs, args)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"htr tune: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def tune(decoder: str, cache: LogitCache, refs: dict[str, str], args: argparse.Namespace) -> None:
+    """Search ``decoder``'s weights and store the best pair under its name in ``args.out``."""
+    score = Scorer(cache, refs, DecodeConfig(decoder=decoder, beam=args.beam), args.lm, args.jobs)
+    print(f"tuning {decoder} on {len(cache)} lines ({args.search} search, beam {args.beam})")
+    (grid_search if args.search == "grid" else coordinate_search)(score, args.weights, args.bonuses)
     weight, bonus = score.best()
     rates = score.results[(weight, bonus)]
     entry = {"lm_weight": weight, "word_bonus": bonus, "wer": round(rates.wer, 5), "cer": round(rates.cer, 5),
              "lines": len(cache), "beam": args.beam, "logits": str(args.logits),
              "tried": [{"lm_weight": w, "word_bonus": b, "wer": round(r.wer, 5), "cer": round(r.cer, 5)}
                        for (w, b), r in score.results.items()]}
-    write_tuned(args.out, args.decoder, entry)
-    print(f"{args.out}: {args.decoder} lm_weight {weight:g} word_bonus {bonus:g} "
+    write_tuned(args.out, decoder, entry)
+    print(f"{args.out}: {decoder} lm_weight {weight:g} word_bonus {bonus:g} "
           f"(dev WER {rates.wer:.4f}, CER {rates.cer:.4f})")
-    return 0
 
 
 if __name__ == "__main__":

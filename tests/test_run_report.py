@@ -324,3 +324,41 @@ def test_the_list_before_the_data_exists_names_the_prepare_commands_and_a_missin
         (tmp_path / "data" / f"{name}.jsonl").write_text("")
     assert main([str(config), "--list", "--folder", str(tmp_path / "exp")]) == 1
     assert "nowhere/pages: the config's test_pages folder does not exist" in capsys.readouterr().err
+
+
+def _tune_step(exp, variant="dropout-all"):
+    return next(s for s in plan(exp) if s.kind == "tune" and variant in s.name)
+
+
+def test_every_tuned_decoder_is_tuned_and_one_added_later_is_tuned_alone(tmp_path):
+    config = tmp_path / "exp.toml"
+    config.write_text(CONFIG.format(root=tmp_path) + '[[decode.systems]]\nname = "+ character LM"\n'
+                      'decoder = "char-lm"\ntune = true\n')
+    exp = load_experiment(config, tmp_path / "exp")
+    assert exp.tune_decoders == ["lexicon", "char-lm"]
+    step = _tune_step(exp)
+    assert step.argv[step.argv.index("--decoder"):][:3] == ["--decoder", "lexicon", "char-lm"]
+    tuned = exp.paths.tuned("dropout-all")
+    tuned.parent.mkdir(parents=True)
+    tuned.write_text(json.dumps({"lexicon": {"lm_weight": 0.5, "word_bonus": 0.0}}))  # tuned before char-lm was added
+    step = _tune_step(exp)
+    assert not step.up_to_date()
+    assert step.argv[step.argv.index("--decoder"):][:2] == ["--decoder", "char-lm"]
+    assert step.argv[step.argv.index("--decoder") + 2].startswith("--")
+    tuned.write_text(json.dumps({"lexicon": {"lm_weight": 0.5}, "char-lm": {"lm_weight": 1.5}}))
+    assert _tune_step(exp).up_to_date()
+    later = time.time() + 10  # new dev outputs: every decoder again
+    exp.paths.logits("dropout-all", "dev").parent.mkdir(parents=True, exist_ok=True)
+    exp.paths.logits("dropout-all", "dev").write_text("")
+    os.utime(exp.paths.logits("dropout-all", "dev"), (later, later))
+    step = _tune_step(exp)
+    assert not step.up_to_date() and step.argv[step.argv.index("--decoder"):][:3] == ["--decoder", "lexicon", "char-lm"]
+
+
+def test_the_old_tune_decoder_key_is_refused_with_the_fix(tmp_path):
+    config = tmp_path / "old.toml"
+    config.write_text(CONFIG.format(root=tmp_path).replace("[[decode.systems]]", '[decode]\ntune_decoder = "lexicon"\n'
+                                                           '[[decode.systems]]', 1))
+    with pytest.raises(ValueError, match="tune_decoder is no longer read.*remove the line"):
+        load_experiment(config, tmp_path / "exp")
+    assert load_experiment(config, tmp_path / "exp", check_stages=False).tune_decoders == ["lexicon"]
