@@ -252,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    chosen = args.model is None or (args.decoder is None and args.lm is not None)
     if args.model is None:
         if not (DEFAULT_MODEL / MODEL_JSON).is_file():
             print(f"htr transcribe: no --model given and the shipped default model {DEFAULT_MODEL} is missing; "
@@ -260,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         args.model = DEFAULT_MODEL
         if args.lm is None and DEFAULT_LM.is_dir():
             args.lm = DEFAULT_LM
-        print(f"htr transcribe: model {args.model}" + (f", LM {args.lm}" if args.lm else ""), file=sys.stderr)
+    decoder = args.decoder or default_decoder(args.lm)
+    if chosen:  # say what was picked for the user
+        print(f"htr transcribe: model {args.model}" + (f", LM {args.lm}" if args.lm else "") + f", decoder {decoder}",
+              file=sys.stderr)
     missing = [p for p in [args.model, *([args.lm] if args.lm else []), *([args.tuned] if args.tuned else [])]
                if not p.exists()]
     if missing:
@@ -272,11 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(stems)) != len(stems):
         print("htr transcribe: several images share a name; their outputs would overwrite each other", file=sys.stderr)
         return 2
-    job = Job(args.out, args.format, args.model, args.lm, args.decoder or default_decoder(args.lm),
-              args.jobs, args.force, args.tuned)
+    job = Job(args.out, args.format, args.model, args.lm, decoder, args.jobs, args.force, args.tuned)
     try:
         summary = transcribe(images, job)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as error:  # the model or LM cannot be loaded
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # the model or LM cannot be loaded
         print(f"htr transcribe: {error}", file=sys.stderr)
         return 1
     finally:

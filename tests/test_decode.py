@@ -235,3 +235,20 @@ def test_char_lm_nbest_is_distinct_texts_best_first_led_by_the_decoded_text(deco
     texts, scores = [t for t, _ in nbest], [s for _, s in nbest]
     assert len(set(texts)) == len(texts) and scores == sorted(scores, reverse=True)
     assert texts[0] == decoders["char-lm"].decode(logprobs).text
+
+
+@pytest.mark.parametrize("decoder, model", [("lexicon", "lm.arpa"), ("beam-lm", "lm.arpa"), ("char-lm", "char.arpa")])
+def test_an_unreadable_model_file_is_one_message_naming_it(lm_dir, tmp_path, capsys, decoder, model):
+    broken = tmp_path / "lm"
+    broken.mkdir()
+    for name in ("lm.arpa", "char.arpa", "lexicon.txt", "words.txt", "lm.json"):
+        (broken / name).write_bytes((lm_dir / name).read_bytes())
+    (broken / model).write_text("not an ARPA file\n")
+    logits = tmp_path / "dev.npz"
+    save_logits(logits, ["a", "b"], [one_hot("a hat"), one_hot("the cat")], ALPHABET)
+    for jobs in ("1", "2"):
+        assert main(["decode", "--logits", str(logits), "--decoder", decoder, "--lm", str(broken),
+                     "--out", str(tmp_path / "h.tsv"), "--jobs", jobs]) == 1
+        err = capsys.readouterr().err
+        assert f"{broken / model}: cannot be read as a KenLM model" in err and "htr lm" in err
+        assert "Traceback" not in err and not (tmp_path / "h.tsv").exists()

@@ -210,3 +210,24 @@ def test_a_two_column_page_with_a_margin_note_is_written_region_by_region_as_htr
     assert [line.text for line in spec.lines] == text
     seg_spec = next(iter(READ[fmt](setup / "seg" / "two.xml", SkipLog(stream=None))))
     assert [line.polygon for line in spec.lines] == [line.polygon for line in seg_spec.lines]
+
+
+def test_an_lm_folder_with_a_character_model_is_read_with_char_lm_unless_a_decoder_is_named(setup, capsys):
+    import json
+    from test_decode import write_arpa
+    lm = setup / "lm"
+    lm.mkdir()
+    write_arpa(lm / "lm.arpa", ["a", "ab", "cab"], [])
+    write_arpa(lm / "char.arpa", ["<sp>", "a", "b", "c"], [("a", "b")])
+    (lm / "lexicon.txt").write_text("a\t1\nab\t1\ncab\t1\n", encoding="utf-8")
+    (lm / "words.txt").write_text("a\t1\nab\t1\ncab\t1\n", encoding="utf-8")
+    (lm / "lm.json").write_text(json.dumps({"config": {"lowercase": False}}), encoding="utf-8")
+    assert _run(setup, "--lm", str(lm)) == 0
+    assert "decoder char-lm" in capsys.readouterr().err
+    assert (setup / "out" / "p1.txt").is_file()
+    assert _run(setup, "--lm", str(lm), "--decoder", "lexicon", "--force") == 1  # KenLM needs bigrams
+    err = capsys.readouterr().err
+    assert "lm.arpa" in err and "Traceback" not in err
+    write_arpa(lm / "lm.arpa", ["a", "ab", "cab"], [("a", "ab")])
+    assert _run(setup, "--lm", str(lm), "--decoder", "lexicon", "--force") == 0
+    assert "decoder" not in capsys.readouterr().err  # nothing was picked for the user

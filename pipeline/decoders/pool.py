@@ -33,6 +33,17 @@ def check_lm(config: DecodeConfig, lm_path: Path | None, alphabet: Sequence[str]
 def make_decoder(config: DecodeConfig, alphabet: Sequence[str], blank: int, lm_path: Path | None) -> Decoder:
     """The decoder ``config`` names; each backend (and its library) is imported only when asked for."""
     lm = check_lm(config, lm_path)
+    try:
+        return _build(config, alphabet, blank, lm)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError) as error:  # KenLM (or flashlight's copy of it) cannot read the model file
+        model = lm.char_model if config.decoder == "char-lm" else lm.model
+        raise ValueError(f"{model}: cannot be read as a KenLM model ({' '.join(str(error).split())[:300]}); "
+                         "rebuild the LM folder with 'htr lm'") from None
+
+
+def _build(config: DecodeConfig, alphabet: Sequence[str], blank: int, lm: LmDir | None) -> Decoder:
     if config.decoder == "greedy":
         return GreedyDecoder(alphabet, blank)
     if config.decoder in ("beam", "beam-lm"):
@@ -64,14 +75,14 @@ def decode_all(arrays: Sequence[np.ndarray], alphabet: Sequence[str], blank: int
     chunks = [list(arrays[i:i + batch]) for i in range(0, len(arrays), batch)]
     bar = tqdm(total=len(arrays), desc=f"decode {config.decoder}", unit="line", disable=not progress)
     results: list[Hypothesis] = []
+    # built here first: an unreadable LM fails before any worker starts, and the lexicon decoder's
+    # spelled lexicon (cached per process) is built once and inherited by forked workers
+    decoder = make_decoder(config, alphabet, blank, lm_path)
     if jobs <= 1 or len(chunks) <= 1:
-        decoder = make_decoder(config, alphabet, blank, lm_path)
         for chunk in chunks:
             results.extend(decoder.decode(a) for a in chunk)
             bar.update(len(chunk))
     else:
-        if config.decoder == "lexicon":  # build the lexicon once here; forked workers inherit it
-            make_decoder(config, alphabet, blank, lm_path)
         with ProcessPoolExecutor(jobs, initializer=_init_worker,
                                  initargs=(config, list(alphabet), blank, lm_path)) as pool:
             for chunk, done in zip(chunks, pool.map(_decode_batch, chunks)):
