@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, help="model folder written by 'htr train' (default: the shipped French "
                                                    "model, models/copiste/default, with its LM models/copiste/lm)")
     parser.add_argument("--lm", type=Path, help="LM folder written by 'htr lm' (needed by beam-lm, lexicon, char-lm)")
-    parser.add_argument("--decoder", default=None, choices=DECODERS, help="decoder (default: char-lm with an --lm folder that has a character n-gram, lexicon "
+    parser.add_argument("--decoder", default=None, choices=DECODERS,
+                        help="decoder (default: char-lm with an --lm folder that has a character n-gram, lexicon "
                              "with any other --lm, else greedy)")
     parser.add_argument("--tuned", type=Path, help="tuned LM weight and word bonus ('htr tune --out'; default: the "
                                                    "LM folder's own tuned.json, if it has one)")
