@@ -104,9 +104,12 @@ clean:  ## remove generated data (keeps the virtual env and tools)
 FT_NAME ?= default-lr3e-4-auglight-devnone
 PAGES_MODEL ?= models/copiste/default
 PAGES_NAME ?= default
+PAGES_DECODER ?= greedy
+PAGES_LM ?= models/copiste/lm
+PAGES_DECODE = --decoder $(PAGES_DECODER) $(if $(filter greedy beam,$(PAGES_DECODER)),,--lm $(PAGES_LM))
 DEV_SEG := $(WORK)/copiste/dev-seg
 PAGES_OUT := $(WORK)/copiste/pages-$(PAGES_NAME)
-copiste-pages: setup  ## page-level greedy CER of PAGES_MODEL on the Copiste dev pages: GT lines vs the segmenter's lines -> reports/pages/PAGES_NAME.json
+copiste-pages: setup  ## page-level CER of PAGES_MODEL (decoded with PAGES_DECODER, greedy; an LM decoder reads PAGES_LM) on the Copiste dev pages: GT lines vs the segmenter's lines -> reports/pages/PAGES_NAME.json
 	@test -f $(WORK)/copiste/dev/manifest.jsonl || $(MAKE) copiste-data
 	@test -f $(DEV_SEG)/lines/manifest.jsonl || { $(HTR) segment $(COPISTE)/dev/*.jpg --out $(DEV_SEG)/pred --jobs $(JOBS) && \
 	  $(HTR) prepare alto:$(DEV_SEG)/pred --out $(DEV_SEG)/lines --keep-empty --no-progress && \
@@ -114,8 +117,8 @@ copiste-pages: setup  ## page-level greedy CER of PAGES_MODEL on the Copiste dev
 	@mkdir -p $(PAGES_OUT) reports/pages
 	$(HTR) recognize --model $(PAGES_MODEL) --manifest $(WORK)/copiste/dev/manifest.jsonl --out $(PAGES_OUT)/gt.npz
 	$(HTR) recognize --model $(PAGES_MODEL) --manifest $(DEV_SEG)/lines/manifest.jsonl --out $(PAGES_OUT)/pred.npz
-	$(HTR) decode --decoder greedy --logits $(PAGES_OUT)/gt.npz --out $(PAGES_OUT)/gt.tsv
-	$(HTR) decode --decoder greedy --logits $(PAGES_OUT)/pred.npz --out $(PAGES_OUT)/pred.tsv
+	$(HTR) decode $(PAGES_DECODE) --logits $(PAGES_OUT)/gt.npz --out $(PAGES_OUT)/gt.tsv
+	$(HTR) decode $(PAGES_DECODE) --logits $(PAGES_OUT)/pred.npz --out $(PAGES_OUT)/pred.tsv
 	$(HTR) page-eval --ref $(WORK)/copiste/dev/manifest.jsonl --hyp $(PAGES_OUT)/gt.tsv --seg-lines $(DEV_SEG)/lines/manifest.jsonl \
 	  --seg-hyp $(PAGES_OUT)/pred.tsv --segment-eval $(DEV_SEG)/segment-eval.json --out reports/pages/$(PAGES_NAME).json --bootstrap 1000
 
