@@ -1,7 +1,9 @@
 """Fine-tuning: ``htr train --init MODEL_DIR`` starts a new training from a model folder.
 
 The new run takes the folder's network layout (every model flag but the 2D-LSTM
-implementation) and its weights; characters of the new training text that the model does not
+implementation and the dropout flags given on the command line: dropout has no weights, so a
+fine-tuning run may change it) and its weights; a layout flag given with another value than
+the folder's is refused by name; characters of the new training text that the model does not
 know are appended to its alphabet, and the output layer gets one new row per new character:
 the old rows are kept, a new row starts with small weights and the lowest bias of the old
 character rows, so a new character is at first unlikely and is learnt from the new lines.
@@ -69,11 +71,23 @@ def initial_model(folder: Path, texts: list[str], seed: int) -> InitialModel:
     return InitialModel(config, grown, state, grown[len(alphabet):])
 
 
-def take_layout(target: ModelConfig, source: ModelConfig) -> None:
-    """Copy every model flag of ``source`` into ``target`` but the 2D-LSTM implementation."""
+REGULARISATION = ("dropout", "dropout_where")  # model flags without weights: a fine-tuning run may set them
+
+
+def take_layout(target: ModelConfig, source: ModelConfig, given: frozenset[str] = frozenset()) -> None:
+    """Copy every model flag of ``source`` into ``target`` but the 2D-LSTM implementation and
+    the dropout flags named in ``given`` (those given on the command line).  A layout flag in
+    ``given`` whose value differs from ``source``'s would be silently dropped: it is an error."""
     for item in fields(ModelConfig):
-        if item.name != "mdlstm_impl":
-            setattr(target, item.name, getattr(source, item.name))
+        name = item.name
+        if name == "mdlstm_impl" or (name in REGULARISATION and name in given):
+            continue
+        mine, theirs = getattr(target, name), getattr(source, name)
+        if name in given and mine != theirs:
+            raise ValueError(f"--{name.replace('_', '-')} {mine}: the model being fine-tuned (--init) has {theirs}, "
+                             "and a fine-tuning run keeps its layout; drop the flag, or train a new model "
+                             "without --init")
+        setattr(target, name, theirs)
 
 
 # ---------------------------------------------------------------- training only the upper layers

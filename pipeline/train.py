@@ -244,8 +244,9 @@ def broadcast_flag(flag: bool, d: Dist) -> bool:
     return bool(tensor.item())
 
 
-def train(config: TrainConfig, resume: bool = False) -> nn.Module:
-    """Run (or continue) a training; returns the trained model (last epoch)."""
+def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = frozenset()) -> nn.Module:
+    """Run (or continue) a training; returns the trained model (last epoch).  ``given``: the
+    flags set on the command line (``--init`` keeps their dropout, refuses other layouts)."""
     if config.train is None:
         raise ValueError("--train is required")
     config.check()
@@ -256,7 +257,7 @@ def train(config: TrainConfig, resume: bool = False) -> nn.Module:
     torch.set_num_threads(threads)
     out = Path(config.out)
     texts = lambda: [record.text for record in read_manifest(config.train)]  # noqa: E731
-    run = start_run(config, resume, texts, lambda classes: build(config, classes, d), d.rank, d.main)
+    run = start_run(config, resume, texts, lambda classes: build(config, classes, d), d.rank, d.main, given)
     log = SkipLog(stream=sys.stderr if d.main else None)
     frames = run.model.frames
     train_lines = load_lines(config.train, run.alphabet, config.height, config.max_width, frames, log)
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.config:
             base = TrainConfig.load(args.config)
         config = TrainConfig.from_args(args, base)
-        train(config, resume=args.resume)
+        train(config, resume=args.resume, given=frozenset(k for k, v in vars(args).items() if v is not None))
     except (FileNotFoundError, ValueError) as error:
         print(f"htr train: {error}", file=sys.stderr)
         return 1

@@ -158,16 +158,17 @@ Build = Callable[[int], tuple[nn.Module, torch.optim.Optimizer, Any]]
 
 
 def start_run(config, resume: bool, texts: Callable[[], list[str]], build: Build, rank: int = 0,
-              main: bool = True) -> Run:
+              main: bool = True, given: frozenset[str] = frozenset()) -> Run:
     """Decide how the run of ``config`` (a :class:`pipeline.train.TrainConfig`) starts, build
     its network with ``build`` and apply the start: restored from ``--out`` with ``resume``,
     else from ``config.init`` (whose layout ``config`` takes), else fresh.  ``texts()``: the
-    training transcriptions, read when the alphabet is not saved."""
+    training transcriptions, read when the alphabet is not saved; ``given``: the flags set on
+    the command line (a fine-tuning run keeps its dropout flags, :func:`take_layout`)."""
     saved = load_saved(Path(config.out), config) if resume else None
     init = None
     if saved is None and config.init is not None:
         init = initial_model(config.init, texts(), config.seed)
-        take_layout(config, init.config)
+        take_layout(config, init.config, given)
         config.check()
     alphabet = saved.alphabet if saved else init.alphabet if init else build_alphabet(texts())
     torch.manual_seed(config.seed)  # the initial weights: the same on every rank

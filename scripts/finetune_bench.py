@@ -26,9 +26,8 @@ The protocol (``make finetune-bench``):
    minutes, threads, epochs, lines/s, CER and WER before and after, relative change, the
    commands) and ``NAME.md`` (its table row); ``summary.md`` collects every run's row.
 
-``htr train --init`` takes every model flag from the base folder, dropout included; ``--dropout
-P`` therefore fine-tunes a copy of the base folder whose ``model.json`` says dropout P (the same
-weights: dropout has none), ``work/finetune-bench/bases/NAME-dropoutP``.
+``htr train --init`` takes the layout of the base folder and, unless ``--dropout`` is given, its
+dropout; ``--dropout P`` passes that flag to the training.
 """
 from __future__ import annotations
 
@@ -155,19 +154,6 @@ def measure(model: Path, folder: Path, second: Path, threads: int) -> dict:
 
 # ---------------------------------------------------------------- step 3: the fine-tuning
 
-def with_dropout(base: Path, dropout: float, bases: Path) -> Path:
-    """A copy of the model folder ``base`` whose model.json says ``dropout`` (same weights)."""
-    description = json.loads((base / "model.json").read_text(encoding="utf-8"))
-    if description["config"].get("dropout") == dropout:
-        return base
-    folder = bases / f"{base.name}-dropout{dropout:g}"
-    folder.mkdir(parents=True, exist_ok=True)
-    description["config"]["dropout"] = dropout
-    atomic_write_text(folder / "model.json", json.dumps(description, ensure_ascii=False, indent=2) + "\n")
-    shutil.copy2(base / "weights.pt", folder / "weights.pt")
-    return folder
-
-
 def train_args(init: Path | str, out: Path | str, first: Path | str, minutes: float, threads: int, dev: str,
                flags: list[str]) -> list[str]:
     """``htr train`` arguments; ``first``: the folder of the first-page manifests."""
@@ -250,12 +236,12 @@ def bench(name: str, base: Path, minutes: float, threads: int, dev: str, dropout
     second = WORK / "second_pages.jsonl"
     base_slug = re.sub(r"[^A-Za-z0-9._-]+", "_", rel(base))
     before = measure(base, WORK / "base" / base_slug, second, threads)
-    init = with_dropout(base, dropout, WORK / "bases") if dropout is not None else base
     out = WORK / "runs" / name
     shutil.rmtree(out, ignore_errors=True)  # every run starts afresh
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started = time.perf_counter()
-    htr(train_args(init, out, WORK, minutes, threads, dev, flags))
+    train_flags = [*flags, *(["--dropout", f"{dropout:g}"] if dropout is not None else [])]
+    htr(train_args(base, out, WORK, minutes, threads, dev, train_flags))
     wall = (time.perf_counter() - started) / 60
     after = measure(out, out / "eval", second, threads)
     command = " ".join(["scripts/finetune_bench.py", name, "--base", rel(base), "--max-minutes", f"{minutes:g}",
@@ -264,7 +250,7 @@ def bench(name: str, base: Path, minutes: float, threads: int, dev: str, dropout
     relative = (after["cer"] - before["cer"]) / before["cer"] if before["cer"] else 0.0
     training = training_summary(out)
     report = {
-        "name": name, "base": rel(base), "init": rel(init), "dropout": dropout, "train_flags": list(flags),
+        "name": name, "base": rel(base), "init": rel(base), "dropout": dropout, "train_flags": list(flags),
         "max_minutes": minutes, "threads": threads, "dev": dev, "documents": split["documents"],
         "first_page_lines": split["first_pages"], "second_page_lines": split["second_pages"],
         "train_lines": lines["first_train"], "heldout_lines": lines["first_heldout"],
@@ -273,7 +259,7 @@ def bench(name: str, base: Path, minutes: float, threads: int, dev: str, dropout
         "target_met": relative <= TARGET and training["minutes"] <= TARGET_MINUTES + 0.5,
         "load_average_at_start": load, "cpu_count": os.cpu_count(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command,
-        "train_command": "htr " + " ".join(train_args(rel(init), rel(out), rel(WORK), minutes, threads, dev, flags)),
+        "train_command": "htr " + " ".join(train_args(rel(base), rel(out), rel(WORK), minutes, threads, dev, train_flags)),
     }
     write_report(report)
     print(f"finetune-bench {name}: greedy CER on the second pages {pct(before['cer'])} -> {pct(after['cer'])} "

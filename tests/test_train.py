@@ -219,6 +219,29 @@ def test_fine_tuning_starts_afresh_from_a_model_folder_and_grows_its_alphabet(ti
     assert len(json.loads((out / "metrics.json").read_text())) == 3
 
 
+def test_fine_tuning_keeps_the_dropout_flags_given_and_refuses_another_layout(tiny, tmp_path, capsys):
+    from pipeline.model_folder import load_model_folder
+    base = tmp_path / "base"
+    assert run_train(tiny, base, "--max-epochs", "1", "--dropout-where", "all") == 0
+    common = ["--train", str(tiny["train"]), "--dev", str(tiny["dev"]), "--init", str(base), "--batch-size", "3",
+              "--no-progress", "--threads", "1", "--max-epochs", "1"]
+    inherited, chosen = tmp_path / "inherited", tmp_path / "chosen"
+    assert train_module.main([*common, "--out", str(inherited)]) == 0
+    assert train_module.main([*common, "--out", str(chosen), "--dropout-where", "none", "--dropout", "0.2"]) == 0
+    assert load_model_folder(inherited)[1].dropout_where == "all"  # no flag: the base model's dropout
+    config = load_model_folder(chosen)[1]
+    assert (config.dropout_where, config.dropout) == ("none", 0.2)
+    assert config.mdlstm_hidden == load_model_folder(base)[1].mdlstm_hidden
+    capsys.readouterr()
+    hidden = load_model_folder(base)[1].mdlstm_hidden
+    assert train_module.main([*common, "--out", str(tmp_path / "wider"), "--mdlstm-hidden", "2,3,9"]) == 1
+    err = capsys.readouterr().err
+    assert f"--mdlstm-hidden 2,3,9: the model being fine-tuned (--init) has {hidden}" in err
+    assert "Traceback" not in err and not (tmp_path / "wider" / "model.json").exists()
+    # the base model's own value, given again, is no conflict
+    assert train_module.main([*common, "--out", str(tmp_path / "same"), "--mdlstm-hidden", hidden]) == 0
+
+
 def test_fine_tuning_from_a_missing_folder_is_one_line(tiny, tmp_path, capsys):
     assert run_train(tiny, tmp_path / "out", "--init", str(tmp_path / "nowhere")) == 1
     err = capsys.readouterr().err.strip().splitlines()
