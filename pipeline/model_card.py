@@ -18,7 +18,7 @@ import yaml
 
 from data_prep.layout import SOFTWARE, software_version
 from common.files import read_toml
-from lm.folder import folder_tuned
+from lm.folder import char_model, folder_tuned
 from pipeline.decoders.config import TUNED_KEYS
 from pipeline.folders import CONFIG_FILE, DEFAULT_MODEL, MODEL_JSON, ensemble_members
 from pipeline.metrics import best_epoch_row
@@ -82,7 +82,7 @@ def lm_entry(lm: Path) -> dict | None:
     info = json.loads((lm / "lm.json").read_text(encoding="utf-8"))
     dev = info.get("dev", {})
     kind = f"word {info['config']['order']}-gram (KenLM) + strict lexicon"
-    if (lm / "char.bin").is_file():
+    if char_model(lm).is_file():
         kind += f"; character {info['config'].get('char_order', 'n')}-gram (KenLM)"
     entry = {"path": lm.name, "type": kind,
              "lexicon_tokens": info["lexicon_size"], "surface_words": info["surface_words"],

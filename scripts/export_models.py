@@ -30,7 +30,7 @@ from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from lm.extend import EXTENSION, WORDLIST, surface_oov_summary  # noqa: E402
 from pipeline import model_card as card_header  # noqa: E402
 from pipeline.decoders.config import TUNED_KEYS  # noqa: E402
-from lm.folder import TUNED  # noqa: E402
+from lm.folder import TUNED, char_model  # noqa: E402
 from pipeline.experiment import Experiment, ExperimentFolder, load_experiment  # noqa: E402
 from pipeline.folders import CONFIG_FILE, DONE, EXPORTED_FILES, METRICS_JSON, ensemble_members  # noqa: E402
 from pipeline.model_folder import write_ensemble  # noqa: E402
@@ -85,7 +85,7 @@ def extension_note(lm_info: dict) -> list[str]:
 
 def char_note(lm_info: dict, lm: Path) -> list[str]:
     """The model card's paragraph on the character n-gram (htr lm --char), if it was exported."""
-    if not (lm / "char.bin").is_file():
+    if not char_model(lm).is_file():
         return []
     perplexity = lm_info.get("dev", {}).get("char_perplexity")
     measured = f" (dev perplexity {perplexity} per character)" if perplexity else ""
@@ -102,6 +102,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
     tuned = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
     tuned = {decoder: {key: found[key] for key in TUNED_KEYS if key in found}
              for decoder, found in tuned.items()}  # the card names the values, tuned.json keeps the search
+    char = char_note(lm_info, out / "lm")
     lines = [f"# Model card: {exp.title}\n", f"**Data.** {data}\n",
              f"Training manifest `{exp.train}`, model selection and test on `{exp.test}`; "
              f"experiment config `{exp.paths.config}` (rerun: `htr run` with that config).\n",
@@ -128,12 +129,11 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
               f"{lm_info['lexicon_size']} tokens, {lm_info['surface_words']} surface words; dev perplexity "
               f"{dev.get('perplexity', 'n/a')}, OOV rate {100 * dev.get('oov_rate', float('nan')):.1f}%. "
               f"`tuned.json` holds the LM weight and word bonus tuned on dev for {tuned_for}: {json.dumps(tuned)}.\n",
-              *extension_note(lm_info), *char_note(lm_info, out / "lm"),
+              *extension_note(lm_info), *char,
               "## Use\n", "```bash",
               f"htr recognize --model {out}/{lm_variant} --manifest LINES.jsonl --out logits.npz",
               f"htr decode --logits logits.npz --decoder lexicon --lm {out}/lm --out hyp.tsv",
-              *([f"htr decode --logits logits.npz --decoder char-lm --lm {out}/lm --out hyp.tsv"]
-                if (out / "lm" / "char.bin").is_file() else []),
+              *([f"htr decode --logits logits.npz --decoder char-lm --lm {out}/lm --out hyp.tsv"] if char else []),
               f"htr transcribe PAGE.jpg --model {out}/{lm_variant} --lm {out}/lm --out transcripts",
               "```\n"]
     return "\n".join(lines)
