@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common.files import atomic_write_text  # noqa: E402
+from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from pipeline.metrics import cpu_time  # noqa: E402
 
 WORK = ROOT / "work" / "probes"
@@ -113,10 +114,10 @@ def plot(probes: dict, path: Path) -> None:
         axis.grid(alpha=0.3)
     by_cpu.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    buffer = io.BytesIO()  # a unique temp file per writer: two probes may record at the same moment
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_summary() -> None:
