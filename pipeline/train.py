@@ -38,6 +38,7 @@ from common.files import atomic_write_text
 from common.skips import SkipLog
 from data_prep.records import read_manifest
 from pipeline.augment import RECIPES
+from pipeline.averaging import WeightAverage
 from pipeline.data import LineDataset, bucket_batches, collate, load_lines, rank_share, sorted_batches
 from pipeline.decoders.greedy import greedy_decode
 from pipeline.finetune import freeze_lower_layers, hold_frozen_statistics
@@ -78,6 +79,7 @@ class TrainConfig(ModelConfig):
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     init: Path | None = field(default=None, metadata={"help": "fine-tune: start from this model folder's layout and weights (new characters extend its output layer; epochs, optimiser and best CER start afresh)"})
+    average_from: int = field(default=0, metadata={"help": "stochastic weight averaging: from this epoch on, the model kept and evaluated on dev is the equal-weight average of the weights at the end of every epoch (batch-norm statistics re-estimated on training lines); best with a constant --lr, e.g. after --init from a trained model (0: off)"})
     freeze: int = field(default=0, metadata={"help": "fine-tune (--init) only the upper layers: the lowest N layers keep the base model's weights (no gradient, left out of the optimiser). Layers from the input up: mdlstm lstms.0, convs.0, lstms.1, convs.1, ..., output (default layout: 6); crnn each conv block, each BLSTM, output (0: train everything)"})
 
 
@@ -229,7 +231,8 @@ def write_metrics(out: Path, metrics: list[dict]) -> None:
     atomic_write_text(out / METRICS_JSON, json.dumps(metrics, indent=1) + "\n")
     if metrics:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(metrics[0]))
+        columns = list(dict.fromkeys(key for row in metrics for key in row))  # a resumed run may add one
+        writer = csv.DictWriter(buffer, fieldnames=columns)
         writer.writeheader()
         writer.writerows(metrics)
         atomic_write_text(out / METRICS_CSV, buffer.getvalue())
@@ -281,6 +284,8 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(run.model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
+    average = WeightAverage(run.model, run.average_state) if config.average_from else None
+    plain_train_set = LineDataset(train_lines, config.height, config.max_width)  # batch-norm re-estimation
     widths = [line.width for line in train_lines]
     started = time.perf_counter()
     state = run.state
@@ -294,14 +299,17 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
         epoch = state.epoch + 1
         batches = rank_share(bucket_batches(widths, config.batch_size, config.seed, epoch), d.rank, d.world)
         stats = train_epoch(net, ctc, run.optimizer, train_set, batches, config, d, epoch)
-        cer = evaluate(run.model, dev_set, run.alphabet, d, config.batch_size * 2) if dev_lines else math.nan
+        if average is not None and epoch >= config.average_from:
+            average.update(run.model, plain_train_set, config.batch_size * 2, d.device)
+        judged = average.model if average is not None and average.count else run.model
+        cer = evaluate(judged, dev_set, run.alphabet, d, config.batch_size * 2) if dev_lines else math.nan
         improved = state.end_epoch(epoch, cer, bool(dev_lines))
         step_scheduler(run.scheduler, cer, bool(dev_lines), state.past_blank_phase)
-        row = epoch_row(epoch, stats, cer if dev_lines else None, run, started)
+        row = epoch_row(epoch, stats, cer if dev_lines else None, run, started, average)
         state.metrics.append(row)
         rngs = gather_rng(d)
         if d.main:
-            save_epoch(out, config, run, rngs, improved)
+            save_epoch(out, config, run, rngs, improved, judged, average)
             print(epoch_message(epoch, stats, cer if dev_lines else None, row), file=sys.stderr)
         if broadcast_flag(out_of_time(config.max_minutes, time.perf_counter() - started, epoch - run_start_epoch), d):
             break
@@ -341,19 +349,26 @@ def frozen_note(model: nn.Module, freeze: int) -> str:
     return f" ({trainable} trained, the lowest {freeze} layers frozen)"
 
 
-def epoch_row(epoch: int, stats: EpochStats, cer: float | None, run: Run, started: float) -> dict:
-    """One row of metrics.json / metrics.csv."""
-    return {"epoch": epoch, "train_loss": round(stats.loss, 5), "dev_cer": round(cer, 3) if cer is not None else None,
-            "lines_per_s": round(stats.lines / max(stats.seconds, 1e-9), 2), "epoch_seconds": round(stats.seconds, 1),
-            "lr": run.optimizer.param_groups[0]["lr"], "bad_batches": stats.bad_batches,
-            "minutes": round((time.perf_counter() - started) / 60, 2)}
+def epoch_row(epoch: int, stats: EpochStats, cer: float | None, run: Run, started: float,
+              average: WeightAverage | None = None) -> dict:
+    """One row of metrics.json / metrics.csv (``dev_cer``: of the averaged weights once
+    ``--average-from`` has started, ``averaged`` saying over how many epochs)."""
+    row = {"epoch": epoch, "train_loss": round(stats.loss, 5), "dev_cer": round(cer, 3) if cer is not None else None,
+           "lines_per_s": round(stats.lines / max(stats.seconds, 1e-9), 2), "epoch_seconds": round(stats.seconds, 1),
+           "lr": run.optimizer.param_groups[0]["lr"], "bad_batches": stats.bad_batches,
+           "minutes": round((time.perf_counter() - started) / 60, 2)}
+    if average is not None:
+        row["averaged"] = average.count
+    return row
 
 
-def save_epoch(out: Path, config: TrainConfig, run: Run, rngs: list[dict], improved: bool) -> None:
-    """Rank 0's files after an epoch: the model folder when it improved, last.pt, metrics."""
+def save_epoch(out: Path, config: TrainConfig, run: Run, rngs: list[dict], improved: bool, kept: nn.Module,
+               average: WeightAverage | None) -> None:
+    """Rank 0's files after an epoch: the model folder (``kept``: the trained or the averaged
+    network) when it improved, last.pt, metrics."""
     if improved:
-        save_model_folder(out, config, run.alphabet, run.model)
-    save_checkpoint(out / LAST, run.checkpoint(rngs, config))
+        save_model_folder(out, config, run.alphabet, kept)
+    save_checkpoint(out / LAST, run.checkpoint(rngs, config, average.state_dict() if average is not None else None))
     write_metrics(out, run.state.metrics)
 
 

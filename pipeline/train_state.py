@@ -126,13 +126,15 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: Any  # a learning-rate scheduler, or None
     state: TrainState
+    average_state: dict | None = None  # --average-from: the weight average saved in last.pt
 
-    def checkpoint(self, rngs: list[dict], model_config: ModelConfig) -> dict:
-        """The contents of ``last.pt`` (``rngs``: every rank's RNG state)."""
+    def checkpoint(self, rngs: list[dict], model_config: ModelConfig, average: dict | None = None) -> dict:
+        """The contents of ``last.pt`` (``rngs``: every rank's RNG state; ``average``: the
+        state of the weight average, :mod:`pipeline.averaging`)."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "progress": self.state.to_checkpoint(), "rng": rngs, "alphabet": self.alphabet,
-                "model_config": model_config_of(model_config).to_dict()}
+                "model_config": model_config_of(model_config).to_dict(), "average": average}
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
@@ -201,6 +203,7 @@ def _restore(run: Run, saved: Saved, seed: int, rank: int) -> None:
         run.scheduler.load_state_dict(saved.checkpoint["scheduler"])
     rngs = saved.checkpoint["rng"]
     set_rng_state(rngs[min(rank, len(rngs) - 1)])
+    run.average_state = saved.checkpoint.get("average")
 
 
 def _cosine_from_here(optimizer, epochs_left: int):
