@@ -165,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     REPORTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, json.dumps({"name": args.name, "flags": flags, "threads": args.threads,
                                          "command": "started"}, indent=1) + "\n")
-    code = subprocess.call(command)
+    try:
+        code = subprocess.call(command)  # on an interrupt it stops the training (last.pt stays)
+    except KeyboardInterrupt:
+        print(f"probe: {args.name} interrupted; what it trained is recorded, the same command continues it",
+              file=sys.stderr)
+        code = 130
     if (WORK / args.name / "metrics.json").is_file():
         write_probe(args.name, args.threads, flags, command)
         write_summary()
