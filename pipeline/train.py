@@ -253,6 +253,8 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
     if config.train is None:
         raise ValueError("--train is required")
     config.check()
+    if config.average_from < 0:
+        raise ValueError(f"--average-from {config.average_from}: give the first epoch to average (1 or more), or 0 for none")
     if config.freeze and config.init is None:
         raise ValueError(f"--freeze {config.freeze} needs --init MODEL_DIR: the frozen layers of a new network would stay random")
     d = setup_distributed(config)
@@ -285,7 +287,7 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
         net = nn.parallel.DistributedDataParallel(run.model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
     average = WeightAverage(run.model, run.average_state) if config.average_from else None
-    plain_train_set = LineDataset(train_lines, config.height, config.max_width)  # batch-norm re-estimation
+    plain_train_set = LineDataset(train_lines, config.height, config.max_width) if average else None  # batch norms
     widths = [line.width for line in train_lines]
     started = time.perf_counter()
     state = run.state

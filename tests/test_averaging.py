@@ -90,3 +90,8 @@ def test_the_batch_norm_sample_is_spread_and_within_range(count, limit):
     sample = bn_sample(count, limit)
     assert len(sample) == min(count, limit) and len(set(sample)) == len(sample)
     assert sample == sorted(sample) and 0 <= sample[0] and sample[-1] < count
+
+
+def test_a_negative_first_epoch_is_refused_by_name(lines, tmp_path, capsys):
+    assert train(lines, tmp_path / "run", "--max-epochs", "1", "--average-from", "-2") == 1
+    assert "--average-from -2" in capsys.readouterr().err
