@@ -64,7 +64,10 @@ def model_entry(folder: Path, scores: list[tuple[str, float, float]], default: b
                          "dropout": config.get("dropout"), "dropout_where": config.get("dropout_where")},
         "training": {"epochs": len(metrics), "max_epochs": train.get("max_epochs"), "best_epoch": best["epoch"],
                      "best_dev_cer": round(float(best["dev_cer"]), 2), "optimizer": train.get("optimizer"),
-                     "lr": train.get("lr"), "batch_size": train.get("batch_size"), "seed": train.get("seed")},
+                     "lr": train.get("lr"), "batch_size": train.get("batch_size"), "seed": train.get("seed"),
+                     # the lineage of a fine-tuned or weight-averaged model: its epochs count from that start
+                     **({"init": str(train["init"])} if train.get("init") else {}),
+                     **({"average_from": train["average_from"]} if train.get("average_from") else {})},
         # CER and WER in %, on the dev set, per decoding system of the experiment
         "dev": _dev_scores(scores),
         # output k of the network is symbols[k - 1]; output 0 is the CTC blank

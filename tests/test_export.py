@@ -160,7 +160,8 @@ def test_an_ensemble_default_is_exported_with_its_members_and_the_card_lists_the
         member = tmp_path / "trained" / name
         save_crnn(member, seed)
         (member / "metrics.json").write_text(json.dumps([{"epoch": 1, "dev_cer": 30.0 + seed}]))
-        (member / "train_config.json").write_text(json.dumps({"max_epochs": 9, "lr": 0.001}))
+        lineage = {"init": "models/base", "average_from": 2} if seed else {}  # b: fine-tuned, weights averaged
+        (member / "train_config.json").write_text(json.dumps({"max_epochs": 9, "lr": 0.001, **lineage}))
     assert ensemble_main([str(tmp_path / "trained" / "crnn-a"), str(tmp_path / "trained" / "crnn-b"),
                           "--out", str(tmp_path / "ens")]) == 0
     out = tmp_path / "models"
@@ -177,6 +178,9 @@ def test_an_ensemble_default_is_exported_with_its_members_and_the_card_lists_the
     assert default["default"] and default["architecture"]["ensemble"] == ["crnn-a", "crnn-b"]
     assert [m["path"] for m in default["members"]] == ["default/crnn-a", "default/crnn-b"]
     assert [m["training"]["best_dev_cer"] for m in default["members"]] == [30.0, 31.0]
+    assert "init" not in default["members"][0]["training"]
+    assert default["members"][1]["training"]["init"] == "models/base"
+    assert default["members"][1]["training"]["average_from"] == 2
     assert default["alphabet"]["symbols"] == "abc"
 
 
