@@ -14,7 +14,7 @@ from pipeline import train as train_module
 from pipeline.averaging import WeightAverage, bn_sample
 from pipeline.data import LineDataset, load_lines
 from pipeline.model import ModelConfig, build_model
-from test_train import TINY_MODEL, strip_timing, write_tiny_set
+from test_train import TINY_MODEL, straight_and_split, strip_timing, write_tiny_set
 
 TEXTS = ["ab", "ca", "bca", "abc", "cab", "ba", "acb", "cc"]
 
@@ -55,10 +55,7 @@ def test_the_average_is_the_mean_of_the_epochs_weights_from_the_first_averaged_e
 
 def test_a_stopped_averaging_run_resumes_exactly(lines, tmp_path):
     flags = ["--average-from", "1", "--dropout-where", "all", "--augment"]
-    assert train(lines, tmp_path / "straight", "--max-epochs", "3", *flags) == 0
-    assert train(lines, tmp_path / "split", "--max-epochs", "2", *flags) == 0
-    assert train_module.main(["--resume", "--out", str(tmp_path / "split"), "--max-epochs", "3"]) == 0
-    straight, split = last(tmp_path / "straight"), last(tmp_path / "split")
+    straight, split = straight_and_split(lambda out, *more: train(lines, out, *more), tmp_path, 2, 3, flags)
     for name, tensor in straight["average"].items():
         assert torch.equal(tensor, split["average"][name]), name
     assert strip_timing(straight["progress"]["metrics"]) == strip_timing(split["progress"]["metrics"])

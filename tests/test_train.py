@@ -88,16 +88,22 @@ def strip_timing(metrics: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ("lines_per_s", "epoch_seconds", "minutes")} for row in metrics]
 
 
+def straight_and_split(train, folder: Path, stop: int, epochs: int, flags: list[str]) -> tuple[dict, dict]:
+    """last.pt of a run of ``epochs`` epochs, and of one stopped after ``stop`` and resumed to
+    ``epochs``; ``train(out, *flags)`` starts a run."""
+    assert train(folder / "straight", "--max-epochs", str(epochs), *flags) == 0
+    assert train(folder / "split", "--max-epochs", str(stop), *flags) == 0
+    assert train_module.main(["--resume", "--out", str(folder / "split"), "--max-epochs", str(epochs)]) == 0
+    return final_state(folder / "straight"), final_state(folder / "split")
+
+
 @pytest.mark.parametrize("arch", ["mdlstm", "crnn"])
 def test_resume_continues_exactly(tiny, tmp_path, arch):
     """Stopping after epoch 1 and resuming gives the same weights, optimiser state and
     metrics as an uninterrupted run (dropout, augmentation and data order included)."""
     flags = ["--arch", arch, "--augment", "--augmentation", "full" if arch == "mdlstm" else "light",
              "--dropout-where", "all", "--scheduler", "plateau"]
-    assert run_train(tiny, tmp_path / "straight", "--max-epochs", "3", *flags) == 0
-    assert run_train(tiny, tmp_path / "split", "--max-epochs", "1", *flags) == 0
-    assert train_module.main(["--resume", "--out", str(tmp_path / "split"), "--max-epochs", "3"]) == 0
-    straight, split = final_state(tmp_path / "straight"), final_state(tmp_path / "split")
+    straight, split = straight_and_split(lambda out, *more: run_train(tiny, out, *more), tmp_path, 1, 3, flags)
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, split["model"][name]), name
     assert strip_timing(straight["progress"]["metrics"]) == strip_timing(split["progress"]["metrics"])
