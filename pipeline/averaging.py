@@ -21,7 +21,7 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 
 from pipeline.data import LineDataset, collate, sorted_batches
 
-BN_SAMPLE_LINES = 1024  # enough lines for batch-norm means and variances; a few seconds per epoch
+BN_SAMPLE_LINES = 1024  # enough lines for batch-norm means and variances; ~20 s per epoch (CRNN, one thread)
 
 
 class _PairInput(nn.Module):
