@@ -92,3 +92,12 @@ def test_the_batch_norm_sample_is_spread_and_within_range(count, limit):
 def test_a_negative_first_epoch_is_refused_by_name(lines, tmp_path, capsys):
     assert train(lines, tmp_path / "run", "--max-epochs", "1", "--average-from", "-2") == 1
     assert "--average-from -2" in capsys.readouterr().err
+
+
+def test_averaging_can_start_when_a_plain_run_is_resumed(lines, tmp_path):
+    out = tmp_path / "run"
+    assert train(lines, out, "--max-epochs", "1") == 0
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "2", "--average-from", "2"]) == 0
+    assert int(last(out)["average"]["n_averaged"]) == 1
+    header, *rows = (out / "metrics.csv").read_text().splitlines()
+    assert header.endswith(",averaged") and len(rows) == 2 and rows[0].endswith(",") and rows[1].endswith(",1")
