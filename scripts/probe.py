@@ -24,6 +24,7 @@ import argparse
 import csv
 import io
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,10 @@ def write_summary() -> None:
     print(f"{len(probes)} probes -> {REPORTS / 'summary.md'}, {REPORTS / 'probes.png'}", file=sys.stderr)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -165,12 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     REPORTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, json.dumps({"name": args.name, "flags": flags, "threads": args.threads,
                                          "command": "started"}, indent=1) + "\n")
+    # Ctrl-C, SIGINT or SIGTERM stops the training (its last.pt stays) and records what it did; a
+    # probe started in the background has SIGINT ignored by the shell, so both are set here
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        code = subprocess.call(command)  # on an interrupt it stops the training (last.pt stays)
+        code = subprocess.call(command)
     except KeyboardInterrupt:
         print(f"probe: {args.name} interrupted; what it trained is recorded, the same command continues it",
               file=sys.stderr)
         code = 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if (WORK / args.name / "metrics.json").is_file():
         write_probe(args.name, args.threads, flags, command)
         write_summary()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 
@@ -64,7 +66,7 @@ def test_a_training_run_elsewhere_is_recorded_as_a_probe_without_training(probe,
     assert probe.main(["missing", "--record", str(tmp_path / "nowhere")]) == 1
 
 
-def test_an_interrupted_probe_records_what_it_trained_and_says_how_to_continue(probe, tmp_path, monkeypatch, capsys):
+def test_a_stopped_probe_records_what_it_trained_and_says_how_to_continue(probe, tmp_path, monkeypatch, capsys):
     for manifest in ("train", "dev"):
         path = tmp_path / manifest / "manifest.jsonl"
         path.parent.mkdir()
@@ -73,11 +75,12 @@ def test_an_interrupted_probe_records_what_it_trained_and_says_how_to_continue(p
     monkeypatch.setattr(probe, "DEV", tmp_path / "dev" / "manifest.jsonl")
 
     def interrupted(command):
-        fake_run(probe, "p", [100, 90], seconds=60)  # two epochs done when Ctrl-C comes
-        raise KeyboardInterrupt
+        fake_run(probe, "p", [100, 90], seconds=60)  # two epochs done when the stop comes
+        os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` of a probe running in the background
 
     monkeypatch.setattr(probe.subprocess, "call", interrupted)
     assert probe.main(["p", "--epochs", "5", "--", "--lr", "0.003"]) == 130
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handlers are given back
     assert "same command continues" in capsys.readouterr().err
     assert (probe.REPORTS / "p.csv").read_text().splitlines()[-1].startswith("2,90")
     assert json.loads((probe.REPORTS / "p.json").read_text())["flags"] == ["--lr", "0.003"]
