@@ -57,7 +57,8 @@ class WeightAverage:
         return self.averaged.state_dict()
 
     def update(self, model: nn.Module, lines: LineDataset, batch_size: int, device: torch.device) -> None:
-        """Add ``model``'s current weights, then re-estimate batch-norm statistics on ``lines``."""
+        """Add ``model``'s current weights, then re-estimate batch-norm statistics on ``lines``
+        (their images as they are, augmentation or not: :meth:`LineDataset.plain`)."""
         self.averaged.update_parameters(model)
         update_bn(_bn_batches(lines, batch_size, device), _PairInput(self.model))
 
@@ -73,5 +74,5 @@ def _bn_batches(lines: LineDataset, batch_size: int, device: torch.device) -> It
     sample = bn_sample(len(lines))
     widths = [lines.lines[i].width for i in sample]
     for positions in sorted_batches(widths, batch_size):
-        batch = collate([lines[sample[p]] for p in positions])
+        batch = collate([lines.plain(sample[p]) for p in positions])
         yield ((batch.images.to(device), batch.widths.to(device)),)

@@ -153,11 +153,14 @@ class LineDataset(torch.utils.data.Dataset):
         return pixels.astype(np.float32) / 255.0
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Line]:
-        array = self.image(i)
-        if self.augment:
-            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
-            array = augment(array, self.max_width, generator, self.augment)
-        return torch.from_numpy(array)[None], self.lines[i]
+        if not self.augment:
+            return self.plain(i)
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+        return torch.from_numpy(augment(self.image(i), self.max_width, generator, self.augment))[None], self.lines[i]
+
+    def plain(self, i: int) -> tuple[torch.Tensor, Line]:
+        """Line ``i`` as it is, without augmentation (from the same cache)."""
+        return torch.from_numpy(self.image(i))[None], self.lines[i]
 
 
 @dataclass

@@ -287,7 +287,6 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
         net = nn.parallel.DistributedDataParallel(run.model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
     average = WeightAverage(run.model, run.average_state) if config.average_from else None
-    plain_train_set = LineDataset(train_lines, config.height, config.max_width) if average else None  # batch norms
     widths = [line.width for line in train_lines]
     started = time.perf_counter()
     state = run.state
@@ -302,7 +301,7 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
         batches = rank_share(bucket_batches(widths, config.batch_size, config.seed, epoch), d.rank, d.world)
         stats = train_epoch(net, ctc, run.optimizer, train_set, batches, config, d, epoch)
         if average is not None and epoch >= config.average_from:
-            average.update(run.model, plain_train_set, config.batch_size * 2, d.device)
+            average.update(run.model, train_set, config.batch_size * 2, d.device)
         judged = average.model if average is not None and average.count else run.model
         cer = evaluate(judged, dev_set, run.alphabet, d, config.batch_size * 2) if dev_lines else math.nan
         improved = state.end_epoch(epoch, cer, bool(dev_lines))
