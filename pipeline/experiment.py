@@ -6,6 +6,7 @@ all three ask :class:`ExperimentFolder` for a path instead of spelling it, as
 
     config.toml          the config the last run used (the report reads it back)
     timings.json         seconds and command of every step run
+    stamps/STEP.json     size and SHA-256 of the inputs each step last ran on (pipeline.stamps)
     segment/pred/        predicted lines (ALTO) of the test pages; segment/eval.json their score
     segment/lines/       line crops of the predicted lines (manifest.jsonl, no text)
     models/VARIANT/      a model folder (pipeline.folders) + DONE when its training is finished
@@ -76,6 +77,11 @@ class ExperimentFolder:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    def stamp(self, step_name: str) -> Path:
+        """The input fingerprints of the step called ``step_name`` (``htr run``)."""
+        slug = "".join(c if c.isalnum() or c in "-." else "-" for c in step_name.strip())
+        return self.root / "stamps" / f"{slug}.json"
 
     # segmentation of the test pages
     @property

@@ -3,8 +3,9 @@
 A TOML config names the data, the model variants, the LM and the decoders (see
 ``configs/synthetic.toml``).  The runner turns it into a list of steps, each an
 ``htr`` command with its input and output files, and runs the steps whose outputs
-are missing or older than their inputs, so a killed run continues where it
-stopped (training itself resumes from its ``last.pt``).  Everything is written in
+are missing or older than their inputs (unless those inputs still have the content
+they had when the step last ran: :mod:`pipeline.stamps`), so a killed run continues
+where it stopped (training itself resumes from its ``last.pt``).  Everything is written in
 one experiment folder; step durations go to ``timings.json`` for the report.
 
 The folder's layout is :mod:`pipeline.experiment`'s; every path here is asked of it.
@@ -25,6 +26,7 @@ from typing import Any
 from common.files import atomic_write_bytes, atomic_write_text
 from lm.folder import read_tuned
 from pipeline.experiment import Experiment, System, load_experiment
+from pipeline import stamps
 from pipeline.folders import (CONFIG_FILE, DONE, EXPORTED_FILES, LAST, TRAIN_LOG, WEIGHTS, can_resume, can_warm_start,
                               read_metrics)
 
@@ -51,6 +53,7 @@ class Step:
     outputs: list[Path]  # the step is done when all exist and are newer than the inputs
     model: Path | None = None  # train: the model folder it writes
     entries: tuple[str, ...] = ()  # tune: the decoders its output file must hold an entry for
+    stamp: Path | None = None  # the fingerprints of the inputs it last ran on (pipeline.stamps)
 
     @property
     def kind(self) -> str:
@@ -64,7 +67,14 @@ class Step:
         if not all(p.exists() for p in self.outputs):
             return False
         newest_input = max((p.stat().st_mtime for p in self.inputs if p.exists()), default=0.0)
-        return min(p.stat().st_mtime for p in self.outputs) >= newest_input
+        if min(p.stat().st_mtime for p in self.outputs) >= newest_input:
+            return True
+        return self.stamp is not None and stamps.unchanged(self.stamp, self.inputs)
+
+    def record_inputs(self) -> None:
+        """After a successful run: remember what the inputs held."""
+        if self.stamp is not None:
+            stamps.record(self.stamp, self.inputs)
 
 
 def missing_entries(tuned: Path, decoders: tuple[str, ...]) -> list[str]:
@@ -85,6 +95,8 @@ def plan(exp: Experiment) -> list[Step]:
     steps.append(lm_step(exp))
     for variant, options in exp.variants.items():
         steps += variant_steps(exp, variant, options, splits)
+    for step in steps:
+        step.stamp = exp.paths.stamp(step.name)
     return steps
 
 
@@ -200,6 +212,7 @@ def run_step(step: Step, exp: Experiment) -> float:
         raise RuntimeError(f"step '{step.name}' failed (exit {code}): htr {' '.join(step.argv)}")
     if step.kind == "train":
         finish_training(step, exp)
+    step.record_inputs()
     return time.perf_counter() - start
 
 
@@ -275,6 +288,7 @@ def train_concurrently(steps: list[Step], exp: Experiment, timings: dict, poll_s
                 continue
             try:
                 finish_training(step, exp)
+                step.record_inputs()
             except TrainingPaused as pause:
                 paused.append(str(pause))
     if failed:

@@ -80,6 +80,32 @@ def test_a_step_is_redone_only_when_an_output_is_missing_or_older_than_an_input(
     assert not step.up_to_date()
 
 
+
+def test_an_input_copied_again_with_the_same_bytes_does_not_redo_the_step(tmp_path):
+    """A data folder refreshed with new file times (the same pages) must not send every page
+    back to the segmenter: the step's stamp says what its inputs held when it last ran."""
+    source, target, stamp = tmp_path / "in.txt", tmp_path / "out.txt", tmp_path / "stamps" / "copy.json"
+    source.write_text("a")
+    step = Step("copy", ["noop"], [source], [target], stamp=stamp)
+    target.write_text("a")
+    step.record_inputs()
+    later = time.time() + 10
+    source.write_text("a")
+    os.utime(source, (later, later))
+    assert step.up_to_date()
+    source.write_text("b")
+    os.utime(source, (later, later))
+    assert not step.up_to_date()
+    assert not Step("copy", ["noop"], [source], [target], stamp=tmp_path / "none.json").up_to_date()
+
+
+def test_every_planned_step_has_its_own_stamp_in_the_experiment_folder(tmp_path):
+    _, exp = _experiment(tmp_path)
+    stamps = [s.stamp for s in plan(exp)]
+    assert all(p is not None and exp.folder in p.parents for p in stamps)
+    assert len(set(stamps)) == len(stamps)
+
+
 def _write_outputs(tmp_path: Path, exp) -> None:
     rng = np.random.default_rng(0)
     records = []
@@ -192,7 +218,7 @@ dropout_where = "all"
     for name in ("none", "all"):
         model = exp.folder / "models" / name
         assert len(json.loads((model / "metrics.json").read_text())) == 2
-        assert (model / "DONE").exists()
+        assert (model / "DONE").exists() and exp.paths.stamp(f"train {name}").is_file()
     assert "training 2 variants, 2 at a time" in capsys.readouterr().out
     # a new experiment folder continues from exported model folders (as committed: no last.pt)
     exported = tmp_path / "exported"
