@@ -117,6 +117,15 @@ def to_json(result: Evaluation, samples: int = 1000) -> dict:
     return {**summary(result, samples), "per_line": per_line}
 
 
+def compare(result: Evaluation, baseline: Evaluation, samples: int = 1000) -> dict:
+    """Relative CER and WER reductions of ``result`` over ``baseline`` (the same references),
+    each with its paired-bootstrap 95% interval: positive means ``result`` makes fewer errors."""
+    char_errors, char_lengths, word_errors, word_lengths = result.arrays()
+    base_char_errors, _, base_word_errors, _ = baseline.arrays()
+    return {"cer": paired_reduction(base_char_errors, char_errors, char_lengths, samples),
+            "wer": paired_reduction(base_word_errors, word_errors, word_lengths, samples)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="htr evaluate",
@@ -125,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hyp", type=Path, required=True, help="hypotheses: id<TAB>text (htr decode output)")
     parser.add_argument("--out", type=Path, help="write the full result (totals + per line) as JSON")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples (default 1000)")
+    parser.add_argument("--against", type=Path, metavar="BASELINE_HYP",
+                        help="a second system's hypotheses on the same references: also report how many fewer "
+                             "character and word errors --hyp makes, relative, with a paired-bootstrap 95%% "
+                             "interval (an interval above 0: --hyp is better beyond the luck of the lines)")
     return parser
 
 
@@ -132,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         refs, hyps = read_texts(args.ref), read_texts(args.hyp)
+        baseline = read_texts(args.against) if args.against else None
     except (FileNotFoundError, ValueError) as error:
         print(f"htr evaluate: {error}", file=sys.stderr)
         return 2
@@ -141,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = len(set(hyps) - set(refs))
     result = evaluate(refs, hyps)
     data = to_json(result, args.bootstrap)
+    if baseline is not None:
+        data["against"] = {"hyp": str(args.against), **compare(result, evaluate(refs, baseline), args.bootstrap)}
     if args.out:
         atomic_write_text(args.out, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     print(f"lines {data['lines']} (missing hypotheses: {data['missing']}, hypotheses without reference: {unknown})")
@@ -148,4 +164,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(S {data['chars']['sub']} I {data['chars']['ins']} D {data['chars']['del']} / {data['chars']['ref']} chars)")
     print(f"WER {100 * data['wer']:.2f}% [{100 * data['wer_ci95'][0]:.2f}, {100 * data['wer_ci95'][1]:.2f}]  "
           f"(S {data['words']['sub']} I {data['words']['ins']} D {data['words']['del']} / {data['words']['ref']} words)")
+    if baseline is not None:
+        for rate in ("cer", "wer"):
+            r = data["against"][rate]
+            print(f"{rate.upper()} {100 * r['reduction']:+.1f}% fewer errors than {args.against} "
+                  f"(paired bootstrap [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}])")
     return 0

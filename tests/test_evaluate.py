@@ -80,6 +80,32 @@ def test_cli_reads_tsv_and_manifest_and_writes_json(tmp_path, capsys):
     assert read_texts(hyp)["l2"] == "bonjoor"
 
 
+def test_cli_compares_two_systems_line_by_line(tmp_path, capsys):
+    """--against: the relative reduction of the errors over a baseline on the same lines, with
+    a paired interval; a system that fixes every error the baseline makes on most lines is
+    better beyond the luck of the lines, and the comparison the other way round is negative."""
+    lines = {f"l{i}": "le chat dort sur le tapis" for i in range(40)}
+    ref, good, bad = tmp_path / "ref.tsv", tmp_path / "good.tsv", tmp_path / "bad.tsv"
+    ref.write_text("".join(f"{k}\t{v}\n" for k, v in lines.items()), encoding="utf-8")
+    good.write_text("".join(f"{k}\t{v if i % 4 else 'le chat dort sur le tapi'}\n"
+                            for i, (k, v) in enumerate(lines.items())), encoding="utf-8")
+    bad.write_text("".join(f"{k}\tle chot dort sur le tapis\n" for k in lines), encoding="utf-8")
+    out = tmp_path / "eval.json"
+    assert main(["--ref", str(ref), "--hyp", str(good), "--against", str(bad), "--out", str(out), "--bootstrap", "200"]) == 0
+    against = json.loads(out.read_text(encoding="utf-8"))["against"]
+    assert against["hyp"] == str(bad)
+    assert against["cer"]["reduction"] == 0.75 and 0 < against["cer"]["low"] <= 0.75 <= against["cer"]["high"]
+    assert "fewer errors than" in capsys.readouterr().out
+    assert main(["--ref", str(ref), "--hyp", str(bad), "--against", str(good), "--out", str(out), "--bootstrap", "200"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["against"]["cer"]["high"] < 0
+
+
+def test_cli_names_a_missing_baseline(tmp_path, capsys):
+    ref = tmp_path / "ref.tsv"
+    ref.write_text("l1\tbonjour\n", encoding="utf-8")
+    assert main(["--ref", str(ref), "--hyp", str(ref), "--against", str(tmp_path / "base.tsv")]) == 2
+    assert "base.tsv" in capsys.readouterr().err
+
 def test_cli_names_a_missing_file(tmp_path, capsys):
     assert main(["--ref", str(tmp_path / "nope.tsv"), "--hyp", str(tmp_path / "h.tsv")]) == 2
     assert "nope.tsv" in capsys.readouterr().err
