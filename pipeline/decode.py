@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="htr decode",
         description="Decode a log-probability cache (written by 'htr recognize') into text lines. "
                     "Output: one 'id<TAB>text' line per input line.  LM decoders take their "
-                    "--lm-weight/--word-bonus defaults from --tuned FILE (written by 'htr tune --out FILE'), "
+                    "--lm-weight/--word-bonus/--blank-penalty defaults from --tuned FILE (written by 'htr tune --out FILE'), "
                     "else from the LM directory's own tuned.json when it has one (older or exported LM folders).")
     parser.add_argument("--logits", type=Path, required=True, help="log-probability cache (.npz)")
     parser.add_argument("--lm", type=Path, help="LM directory built by 'htr lm' (beam-lm, lexicon, char-lm)")
-    parser.add_argument("--tuned", type=Path, help="tuned LM weight and word bonus (the file 'htr tune --out' wrote)")
+    parser.add_argument("--tuned", type=Path, help="tuned LM weight, word bonus and blank penalty (the file 'htr tune --out' wrote)")
     parser.add_argument("--out", type=Path, required=True, help="hypothesis file (id<TAB>text)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--confidences", action="store_true",
@@ -104,7 +104,7 @@ def _weights_said(config: DecodeConfig, args) -> str:
     if config.decoder not in LM_DECODERS:
         return ""
     source = tuned_source(args.tuned, args.lm)
-    return (f" (lm_weight {config.lm_weight}, word_bonus {config.word_bonus}"
+    return (f" (lm_weight {config.lm_weight}, word_bonus {config.word_bonus}, blank_penalty {config.blank_penalty}"
             + (f"; tuned weights {source}" if source is not None else "") + ")")
 
 

@@ -77,7 +77,8 @@ class Recogniser:
         self.pool = ProcessPoolExecutor(jobs, initializer=_init_worker,
                                         initargs=(self.decode_config, self.alphabet, lm)) if jobs > 1 else None
         self.settings = {"model": str(model), "decoder": decoder, "lm": str(lm) if lm else "none",
-                         **({"lm_weight": str(self.decode_config.lm_weight), "word_bonus": str(self.decode_config.word_bonus)}
+                         **({"lm_weight": str(self.decode_config.lm_weight), "word_bonus": str(self.decode_config.word_bonus),
+                             "blank_penalty": str(self.decode_config.blank_penalty)}
                             if decoder in LM_DECODERS else {})}
 
     def texts(self, manifest: Path, logits: Path) -> dict[str, tuple[str, list[WordEvidence], int]]:
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoder", default=None, choices=DECODERS,
                         help="decoder (default: char-lm with an --lm folder that has a character n-gram, lexicon "
                              "with any other --lm, else greedy)")
-    parser.add_argument("--tuned", type=Path, help="tuned LM weight and word bonus ('htr tune --out'; default: the "
+    parser.add_argument("--tuned", type=Path, help="tuned LM weight, word bonus and blank penalty ('htr tune --out'; default: the "
                                                    "LM folder's own tuned.json, if it has one)")
     parser.add_argument("--format", choices=FORMATS, default="alto", help="XML format: alto (ALTO v4, default) or page (PAGE 2019-07-15)")
     parser.add_argument("--out", type=Path, default=Path("transcripts"), help="output folder (default: transcripts)")

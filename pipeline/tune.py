@@ -1,10 +1,10 @@
-"""``htr tune``: choose the LM weight and word insertion bonus on dev log-probabilities.
+"""``htr tune``: choose the LM weight, word insertion bonus and blank penalty on dev log-probabilities.
 
 One decoder after the other when ``--decoder`` names several (``--decoder lexicon char-lm``).
 
-Coordinate search (default: weight, then bonus, then weight again) or a full grid over
-the given values; the score is corpus WER (ties broken by CER) of the decoded dev lines
-against their references.  The best values (and every pair tried) go under the decoder's
+Coordinate search (default: weight, then bonus, then blank penalty, twice over) or a full
+grid over the given values; the score is corpus WER (ties broken by CER) of the decoded dev lines
+against their references.  The best values (and every setting tried) go under the decoder's
 name into ``--out FILE``, a file of its own beside the LM folder (which ``htr lm`` rebuilds);
 ``htr decode --tuned FILE`` takes them as defaults.
 """
@@ -23,6 +23,8 @@ from pipeline.metrics import ErrorRates, error_rates, read_texts
 
 DEFAULT_WEIGHTS = "0.25,0.5,0.75,1,1.5,2,3,4"
 DEFAULT_BONUSES = "-2,-1,0,1,2,4"
+DEFAULT_PENALTIES = "0,1,2,3"  # Copiste, shipped ensemble, char-lm: 0 -> 2 took dev CER 11.0 -> 9.6 (README)
+Setting = tuple[float, float, float]  # (lm_weight, word_bonus, blank_penalty)
 
 
 def floats(text: str) -> list[float]:
@@ -33,48 +35,58 @@ def floats(text: str) -> list[float]:
 
 
 class Scorer:
-    """Decodes the dev set at given (weight, bonus) values, remembering every result."""
+    """Decodes the dev set at given (weight, bonus, blank penalty) values, remembering every result."""
 
     def __init__(self, cache: LogitCache, refs: dict[str, str], config: DecodeConfig, lm: Path, jobs: int) -> None:
         self.cache, self.refs, self.config, self.lm, self.jobs = cache, refs, config, lm, jobs
-        self.results: dict[tuple[float, float], ErrorRates] = {}
+        self.results: dict[Setting, ErrorRates] = {}
 
-    def __call__(self, weight: float, bonus: float) -> tuple[float, float]:
-        key = (weight, bonus)
+    def __call__(self, weight: float, bonus: float, penalty: float = 0.0) -> tuple[float, float]:
+        key = (weight, bonus, penalty)
         if key not in self.results:
-            config = replace(self.config, lm_weight=weight, word_bonus=bonus)
+            config = replace(self.config, lm_weight=weight, word_bonus=bonus, blank_penalty=penalty)
             hypotheses = decode_all(self.cache.logprobs, self.cache.alphabet, self.cache.blank, config,
                                     self.lm, self.jobs, progress=False)
             pairs = ((self.refs[i], h.text) for i, h in zip(self.cache.ids, hypotheses))
             self.results[key] = error_rates(pairs)
             rates = self.results[key]
-            print(f"  lm_weight {weight:g} word_bonus {bonus:g}: WER {rates.wer:.4f} CER {rates.cer:.4f}", flush=True)
+            print(f"  lm_weight {weight:g} word_bonus {bonus:g} blank_penalty {penalty:g}: "
+                  f"WER {rates.wer:.4f} CER {rates.cer:.4f}", flush=True)
         rates = self.results[key]
         return rates.wer, rates.cer
 
-    def best(self) -> tuple[float, float]:
+    def best(self) -> Setting:
         return min(self.results, key=lambda key: (self.results[key].wer, self.results[key].cer))
 
 
-def coordinate_search(score: Scorer, weights: list[float], bonuses: list[float], rounds: int = 2) -> None:
-    bonus = 0.0 if 0.0 in bonuses else bonuses[len(bonuses) // 2]
+def coordinate_search(score: Scorer, weights: list[float], bonuses: list[float], penalties: list[float],
+                      rounds: int = 2) -> None:
+    bonus = _start(bonuses)
+    penalty = _start(penalties)
     weight = weights[len(weights) // 2]
     for _ in range(rounds):
-        weight = min(weights, key=lambda w: score(w, bonus))
-        bonus = min(bonuses, key=lambda b: score(weight, b))
+        weight = min(weights, key=lambda w: score(w, bonus, penalty))
+        bonus = min(bonuses, key=lambda b: score(weight, b, penalty))
+        penalty = min(penalties, key=lambda p: score(weight, bonus, p))
 
 
-def grid_search(score: Scorer, weights: list[float], bonuses: list[float]) -> None:
+def _start(values: list[float]) -> float:
+    """0 (no bonus, no penalty) where it is among the values, else the middle one."""
+    return 0.0 if 0.0 in values else values[len(values) // 2]
+
+
+def grid_search(score: Scorer, weights: list[float], bonuses: list[float], penalties: list[float]) -> None:
     for weight in weights:
         for bonus in bonuses:
-            score(weight, bonus)
+            for penalty in penalties:
+                score(weight, bonus, penalty)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="htr tune",
-        description="Search the LM weight and word insertion bonus of an LM decoder on dev "
-                    "log-probabilities; the best pair is written to --out FILE, read by 'htr decode --tuned FILE'.")
+        description="Search the LM weight, word insertion bonus and blank penalty of an LM decoder on dev "
+                    "log-probabilities; the best setting is written to --out FILE, read by 'htr decode --tuned FILE'.")
     parser.add_argument("--logits", type=Path, required=True, help="dev log-probability cache (.npz)")
     parser.add_argument("--refs", type=Path, required=True, help="dev references: manifest (.jsonl) or id<TAB>text")
     parser.add_argument("--lm", type=Path, required=True, help="LM directory built by 'htr lm'")
@@ -85,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beam", type=int, default=32, help="beam size while tuning")
     parser.add_argument("--weights", type=floats, default=floats(DEFAULT_WEIGHTS), help="LM weights to try")
     parser.add_argument("--bonuses", type=floats, default=floats(DEFAULT_BONUSES), help="word bonuses to try")
+    parser.add_argument("--blank-penalties", type=floats, default=floats(DEFAULT_PENALTIES),
+                        help="blank penalties to try ('0': keep the network's blank probabilities)")
     parser.add_argument("--search", choices=("coordinate", "grid"), default="coordinate")
     parser.add_argument("--max-lines", type=int, default=0, help="tune on the first N lines only (0: all)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
@@ -113,15 +127,17 @@ def tune(decoder: str, cache: LogitCache, refs: dict[str, str], args: argparse.N
     """Search ``decoder``'s weights and store the best pair under its name in ``args.out``."""
     score = Scorer(cache, refs, DecodeConfig(decoder=decoder, beam=args.beam), args.lm, args.jobs)
     print(f"tuning {decoder} on {len(cache)} lines ({args.search} search, beam {args.beam})")
-    (grid_search if args.search == "grid" else coordinate_search)(score, args.weights, args.bonuses)
-    weight, bonus = score.best()
-    rates = score.results[(weight, bonus)]
-    entry = {"lm_weight": weight, "word_bonus": bonus, "wer": round(rates.wer, 5), "cer": round(rates.cer, 5),
+    search = grid_search if args.search == "grid" else coordinate_search
+    search(score, args.weights, args.bonuses, args.blank_penalties)
+    weight, bonus, penalty = score.best()
+    rates = score.results[(weight, bonus, penalty)]
+    entry = {"lm_weight": weight, "word_bonus": bonus, "blank_penalty": penalty,
+             "wer": round(rates.wer, 5), "cer": round(rates.cer, 5),
              "lines": len(cache), "beam": args.beam, "logits": str(args.logits),
-             "tried": [{"lm_weight": w, "word_bonus": b, "wer": round(r.wer, 5), "cer": round(r.cer, 5)}
-                       for (w, b), r in score.results.items()]}
+             "tried": [{"lm_weight": w, "word_bonus": b, "blank_penalty": p, "wer": round(r.wer, 5), "cer": round(r.cer, 5)}
+                       for (w, b, p), r in score.results.items()]}
     write_tuned(args.out, decoder, entry)
-    print(f"{args.out}: {decoder} lm_weight {weight:g} word_bonus {bonus:g} "
+    print(f"{args.out}: {decoder} lm_weight {weight:g} word_bonus {bonus:g} blank_penalty {penalty:g} "
           f"(dev WER {rates.wer:.4f}, CER {rates.cer:.4f})")
 
 

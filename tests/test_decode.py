@@ -176,15 +176,18 @@ def test_decode_and_tune_commands(lm_dir, tmp_path, capsys):
         assert [r["id"] for r in rows] == list("abc") and all(0 < r["confidence"] <= 1 for r in rows)
     tuned_file = tmp_path / "tuned.json"
     assert main(["tune", "--logits", str(logits), "--refs", str(refs), "--lm", str(lm_dir), "--decoder", "lexicon",
-                 "--weights", "0.5,2", "--bonuses", "0,1", "--beam", "8", "--out", str(tuned_file)]) == 0
+                 "--weights", "0.5,2", "--bonuses", "0,1", "--blank-penalties", "0,1", "--beam", "8",
+                 "--out", str(tuned_file)]) == 0
     tuned = json.loads(tuned_file.read_text())["lexicon"]
-    assert tuned["wer"] == 0.0 and tuned["lm_weight"] in (0.5, 2.0)
+    assert tuned["wer"] == 0.0 and tuned["lm_weight"] in (0.5, 2.0) and tuned["blank_penalty"] in (0.0, 1.0)
+    assert {t["blank_penalty"] for t in tuned["tried"]} == {0.0, 1.0}
     assert not (lm_dir / "tuned.json").exists()  # the LM folder is left as htr lm wrote it
     assert main(["tune", "--logits", str(logits), "--refs", str(refs), "--lm", str(lm_dir), "--decoder", "char-lm",
                  "beam-lm", "--weights", "0.5", "--bonuses", "0", "--beam", "8", "--out", str(tuned_file)]) == 0
     assert set(json.loads(tuned_file.read_text())) == {"lexicon", "char-lm", "beam-lm"}  # one entry each, kept
     args = type("Args", (), {"decoder": "lexicon", **{k: None for k in DecodeConfig.__dataclass_fields__ if k != "decoder"}})
-    assert resolve_config(args, lm_dir, tuned_file).lm_weight == tuned["lm_weight"]
+    resolved = resolve_config(args, lm_dir, tuned_file)
+    assert (resolved.lm_weight, resolved.blank_penalty) == (tuned["lm_weight"], tuned["blank_penalty"])
 
 
 def test_decode_reads_the_tuned_file_else_an_old_lm_folders_tuned_json(lm_dir, tmp_path, capsys):
@@ -199,12 +202,34 @@ def test_decode_reads_the_tuned_file_else_an_old_lm_folders_tuned_json(lm_dir, t
     tuned.write_text(json.dumps({"lexicon": {"lm_weight": 0.25, "word_bonus": 2.0}}))
     decode = ["decode", "--logits", str(logits), "--decoder", "lexicon", "--beam", "8", "--out", str(tmp_path / "h.tsv")]
     assert main([*decode, "--lm", str(old)]) == 0
-    assert f"lm_weight 1.75, word_bonus -0.5; tuned weights {old / 'tuned.json'}" in capsys.readouterr().out
+    assert f"lm_weight 1.75, word_bonus -0.5, blank_penalty 0.0; tuned weights {old / 'tuned.json'}" in capsys.readouterr().out
     assert main([*decode, "--lm", str(old), "--tuned", str(tuned)]) == 0
-    assert "lm_weight 0.25, word_bonus 2.0" in capsys.readouterr().out
+    assert "lm_weight 0.25, word_bonus 2.0, blank_penalty 0.0" in capsys.readouterr().out
     assert main([*decode, "--lm", str(lm_dir), "--tuned", str(tmp_path / "none.json")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "none.json: tuned weights not found" in err and "htr tune" in err
+
+
+@pytest.mark.parametrize("name", ["greedy", "beam", "char-lm"])
+def test_a_blank_penalty_restores_a_character_the_blank_outweighs(lm_dir, name):
+    """The 'a' of "cat" has one frame where the blank is more likely (0.6 against 0.4): every
+    search drops it; with the blank's log-probability lowered by 1 it is read.  The word
+    confidences still come from the network's posteriors, not from the penalised ones."""
+    logprobs = one_hot("the cat", repeats=[2, 2, 2, 2, 2, 1, 2])
+    weak = int(np.flatnonzero(logprobs.argmax(axis=1) == INDEX["a"])[0])
+    logprobs[weak] = np.log(1e-6)
+    logprobs[weak, 0], logprobs[weak, INDEX["a"]] = np.log(0.6), np.log(0.4)
+
+    def read(penalty: float):
+        config = DecodeConfig(decoder=name, beam=16, lm_weight=0.0, blank_penalty=penalty)
+        return make_decoder(config, ALPHABET, 0, lm_dir).decode(logprobs)
+
+    assert read(0.0).text == "the ct"
+    restored = read(1.0)
+    assert restored.text == "the cat"
+    if name != "beam":  # pyctcdecode gives its own word spans
+        cat = dict(restored.words)["cat"]
+        assert cat == pytest.approx((2 + 1 + 0.6 + 1 + 2) / 7, abs=1e-3)  # c c _ a _ t t: 0.6 is the blank's
 
 
 def test_decode_explains_a_missing_lm(tmp_path, capsys):

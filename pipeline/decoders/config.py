@@ -27,6 +27,9 @@ class DecodeConfig(CliConfig):
     token_min_logp: float = field(default=-2.0, metadata={"help": "beam/beam-lm: skip labels below this log-prob (except the frame's best)"})
     lm_weight: float = field(default=0.5, metadata={"help": "language model weight (tuned weights override the default)"})
     word_bonus: float = field(default=0.0, metadata={"help": "score added per word (tuned weights override the default)"})
+    blank_penalty: float = field(default=0.0, metadata={
+        "help": "subtracted from the blank's log-probability in every frame before the search, so an LM's "
+                "cost per character does not make the search drop characters (tuned weights override the default)"})
     unk_penalty: float = field(default=-10.0, metadata={"help": "beam-lm: log10 penalty per out-of-vocabulary token"})
     extra_lexicon: bool = field(default=True, metadata={"help": "lexicon: also spell the LM directory's extra words (htr lm --extra-words), if it has them"})
     line_seconds: float = field(default=5.0, metadata={"help": "beam/beam-lm: redo a line slower than this with beam 8"})
@@ -42,7 +45,7 @@ def default_decoder(lm: Path | None) -> str:
     return "char-lm" if char_model(lm).is_file() else "lexicon"
 
 
-TUNED_KEYS = ("lm_weight", "word_bonus")  # what htr tune chooses; the rest of its entry is the search
+TUNED_KEYS = ("lm_weight", "word_bonus", "blank_penalty")  # what htr tune chooses; the rest of its entry is the search
 
 
 def tuned_source(tuned: Path | None, lm: Path | None) -> Path | None:

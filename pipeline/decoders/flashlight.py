@@ -19,7 +19,7 @@ from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
 from lm.folder import SPACE, LmDir
-from pipeline.decoders.base import NEG, Hypothesis, lm_tokens, squeeze_blanks, word_confidences
+from pipeline.decoders.base import NEG, Hypothesis, lm_tokens, penalize_blank, squeeze_blanks, word_confidences
 from pipeline.decoders.config import DEFAULT_THRESHOLD, DecodeConfig
 
 LN10 = math.log(10.0)
@@ -134,6 +134,7 @@ class LexiconDecoder:
             unk_score=float("-inf"), sil_score=0.0, log_add=False, criterion_type=CriterionType.CTC)
         self.decoder = FlashlightLexiconDecoder(options, self.lexicon.trie, self.lexicon.token_lm, self.space, blank,
                                self.unk, [], False)
+        self.blank_penalty = config.blank_penalty
 
     def decode(self, logprobs: np.ndarray) -> Hypothesis:
         if len(logprobs) == 0:
@@ -141,7 +142,8 @@ class LexiconDecoder:
         logprobs = logprobs[squeeze_blanks(logprobs, self.blank)]
         end = np.full((1, logprobs.shape[1]), NEG, dtype=np.float32)
         end[0, self.space] = 0.0  # a forced space frame closes the last word
-        emissions = np.ascontiguousarray(np.concatenate([logprobs, end]), dtype=np.float32)
+        searched = penalize_blank(logprobs, self.blank, self.blank_penalty)
+        emissions = np.ascontiguousarray(np.concatenate([searched, end]), dtype=np.float32)
         results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
         if not results:
             return Hypothesis("")
@@ -172,10 +174,11 @@ class CharLmDecoder:
             lm_weight=config.lm_weight, sil_score=config.word_bonus,
             log_add=False, criterion_type=CriterionType.CTC)
         self.decoder = LexiconFreeDecoder(options, self.lm, self.space, blank, [])
+        self.blank_penalty = config.blank_penalty
 
     def _search(self, logprobs: np.ndarray) -> tuple[np.ndarray, list]:
         logprobs = logprobs[squeeze_blanks(logprobs, self.blank)]
-        emissions = np.ascontiguousarray(logprobs, dtype=np.float32)
+        emissions = np.ascontiguousarray(penalize_blank(logprobs, self.blank, self.blank_penalty), dtype=np.float32)
         return logprobs, self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
 
     def _path(self, result, frames: int) -> list[int]:

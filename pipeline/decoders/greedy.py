@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.decoders.base import Hypothesis, word_confidences
+from pipeline.decoders.base import Hypothesis, penalize_blank, word_confidences
 
 
 def greedy_path(logprobs: np.ndarray) -> np.ndarray:
@@ -17,11 +17,12 @@ def greedy_path(logprobs: np.ndarray) -> np.ndarray:
 
 
 class GreedyDecoder:
-    def __init__(self, alphabet: Sequence[str], blank: int) -> None:
-        self.alphabet, self.blank = list(alphabet), blank
+    def __init__(self, alphabet: Sequence[str], blank: int, blank_penalty: float = 0.0) -> None:
+        self.alphabet, self.blank, self.blank_penalty = list(alphabet), blank, blank_penalty
 
     def decode(self, logprobs: np.ndarray) -> Hypothesis:
-        hypothesis = word_confidences(greedy_path(logprobs), logprobs, self.alphabet, self.blank)
+        path = greedy_path(penalize_blank(logprobs, self.blank, self.blank_penalty))
+        hypothesis = word_confidences(path, logprobs, self.alphabet, self.blank)
         hypothesis.score = float(logprobs.max(axis=1).sum()) if len(logprobs) else 0.0
         return hypothesis
 

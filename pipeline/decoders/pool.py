@@ -45,7 +45,7 @@ def make_decoder(config: DecodeConfig, alphabet: Sequence[str], blank: int, lm_p
 
 def _build(config: DecodeConfig, alphabet: Sequence[str], blank: int, lm: LmDir | None) -> Decoder:
     if config.decoder == "greedy":
-        return GreedyDecoder(alphabet, blank)
+        return GreedyDecoder(alphabet, blank, config.blank_penalty)
     if config.decoder in ("beam", "beam-lm"):
         from pipeline.decoders.pyctc import PyctcDecoder
         return PyctcDecoder(alphabet, blank, config, lm)

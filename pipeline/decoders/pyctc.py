@@ -25,7 +25,7 @@ from pyctcdecode.decoder import BeamSearchDecoderCTC
 from pyctcdecode.language_model import AbstractLanguageModel
 
 from lm.folder import LmDir
-from pipeline.decoders.base import Hypothesis, clean_text, lm_tokens, squeeze_blanks, top_k_frames
+from pipeline.decoders.base import Hypothesis, clean_text, lm_tokens, penalize_blank, squeeze_blanks, top_k_frames
 from pipeline.decoders.config import DecodeConfig
 
 LN10 = math.log(10.0)
@@ -127,7 +127,8 @@ class PyctcDecoder:
             return Hypothesis("")
         keep = squeeze_blanks(logprobs, self.blank)
         logprobs = logprobs[keep]
-        pruned = top_k_frames(logprobs, self.config.beam_token)
+        searched = penalize_blank(logprobs, self.blank, self.config.blank_penalty)
+        pruned = top_k_frames(searched, self.config.beam_token)
         fallback = False
         if threading.current_thread() is not threading.main_thread():  # signals need the main thread
             beams = self._decode(pruned, self.config.beam)
@@ -144,7 +145,7 @@ class PyctcDecoder:
             finally:
                 signal.signal(signal.SIGALRM, previous)
         if fallback:
-            beams = self._decode(top_k_frames(logprobs, 4), 8)
+            beams = self._decode(top_k_frames(searched, 4), 8)
         best = np.exp(logprobs.max(axis=1))
         text, _, frames, _, score = beams[0]
         words = [(word, float(best[start:max(start + 1, end)].mean())) for word, (start, end) in frames]
