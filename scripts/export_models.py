@@ -128,7 +128,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
               f"Word {lm_info['config']['order']}-gram (KenLM) and lexicon from {', '.join(lm_info['texts'])}: "
               f"{lm_info['lexicon_size']} tokens, {lm_info['surface_words']} surface words; dev perplexity "
               f"{dev.get('perplexity', 'n/a')}, OOV rate {100 * dev.get('oov_rate', float('nan')):.1f}%. "
-              f"`tuned.json` holds the LM weight and word bonus tuned on dev for {tuned_for}: {json.dumps(tuned)}.\n",
+              f"`tuned.json` holds the LM weight, word bonus and blank penalty tuned on dev for {tuned_for}: {json.dumps(tuned)}.\n",
               *extension_note(lm_info), *char,
               "## Use\n", "```bash",
               f"htr recognize --model {out}/{lm_variant} --manifest LINES.jsonl --out logits.npz",
