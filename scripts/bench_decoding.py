@@ -66,7 +66,8 @@ def main() -> int:
                          "build_s": round(built, 3), "cer": round(rates.cer, 5), "wer": round(rates.wer, 5),
                          "fallback_lines": sum(h.fallback for h in hypotheses),
                          "lm_weight": config.lm_weight if name in ("beam-lm", "lexicon", "char-lm") else None,
-                         "word_bonus": config.word_bonus if name in ("beam-lm", "lexicon", "char-lm") else None}
+                         "word_bonus": config.word_bonus if name in ("beam-lm", "lexicon", "char-lm") else None,
+                         "blank_penalty": config.blank_penalty}
         print(name, json.dumps(results[name]), flush=True)
     if "greedy" in results:
         base = results["greedy"]["wer"]

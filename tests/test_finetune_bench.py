@@ -66,7 +66,8 @@ def test_a_run_measures_before_and_after_and_writes_its_reports(bench, tmp_path)
     config = ModelConfig(arch="mdlstm", **TINY)
     save_model_folder(tmp_path / "base", config, ALPHABET, build_model(config, len(ALPHABET)))
     flags = ["--max-epochs", "2", "--batch-size", "2", "--lr", "0.001"]
-    report = bench.bench("tiny", tmp_path / "base", 0.5, 1, "first", 0.0, flags, manifest)
+    # a budget of minutes that --max-epochs reaches first: a loaded machine must not cut the run short
+    report = bench.bench("tiny", tmp_path / "base", 10, 1, "first", 0.0, flags, manifest)
     assert report["before"]["chars"] == report["after"]["chars"] == 4 + 2 + 4  # "ab c", "ba"; "ab c"
     assert report["training"]["epochs"] == 2 and report["training"]["lines_per_s"] > 0
     assert report["relative_change"] == pytest.approx(
@@ -83,7 +84,7 @@ def test_a_run_measures_before_and_after_and_writes_its_reports(bench, tmp_path)
     summary = (tmp_path / "reports" / "summary.md").read_text()
     assert "| tiny |" in summary and saved["command"] in summary
     # a second run reuses the base measurement and starts its training afresh
-    again = bench.bench("tiny", tmp_path / "base", 0.5, 1, "none", None, ["--max-epochs", "1"], manifest)
+    again = bench.bench("tiny", tmp_path / "base", 10, 1, "none", None, ["--max-epochs", "1"], manifest)
     assert again["before"] == report["before"] and again["training"]["epochs"] == 1
     assert again["init"] == report["base"]
 
