@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import io
 import json
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,13 +123,25 @@ def plot(probes: dict, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+@contextmanager
+def _one_summary_at_a_time():
+    """Two probes that finish at the same moment each rebuild the table from the files they
+    read; unserialised, the later write could be the one that read before the other's files
+    existed, and a probe went missing from summary.md.  The second waits for the first."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(WORK / ".summary.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def write_summary() -> None:
-    probes = read_probes()
-    if not probes:
-        print(f"no probe results in {REPORTS}", file=sys.stderr)
-        return
-    atomic_write_text(REPORTS / "summary.md", "# Probes (scripts/probe.py)\n\n" + summary_table(probes))
-    plot(probes, REPORTS / "probes.png")
+    with _one_summary_at_a_time():
+        probes = read_probes()
+        if not probes:
+            print(f"no probe results in {REPORTS}", file=sys.stderr)
+            return
+        atomic_write_text(REPORTS / "summary.md", "# Probes (scripts/probe.py)\n\n" + summary_table(probes))
+        plot(probes, REPORTS / "probes.png")
     print(f"{len(probes)} probes -> {REPORTS / 'summary.md'}, {REPORTS / 'probes.png'}", file=sys.stderr)
 
 
