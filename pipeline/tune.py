@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def tune(decoder: str, cache: LogitCache, refs: dict[str, str], args: argparse.Namespace) -> None:
-    """Search ``decoder``'s weights and store the best pair under its name in ``args.out``."""
+    """Search ``decoder``'s settings and store the best one under its name in ``args.out``."""
     score = Scorer(cache, refs, DecodeConfig(decoder=decoder, beam=args.beam), args.lm, args.jobs)
     print(f"tuning {decoder} on {len(cache)} lines ({args.search} search, beam {args.beam})")
     search = grid_search if args.search == "grid" else coordinate_search

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataclasses import replace  # noqa: E402
 
 from common.files import atomic_write_text  # noqa: E402
-from pipeline.decoders.config import DECODERS, DecodeConfig, tuned_config  # noqa: E402
+from pipeline.decoders.config import DECODERS, LM_DECODERS, DecodeConfig, tuned_config  # noqa: E402
 from pipeline.decoders.pool import make_decoder  # noqa: E402
 from pipeline.logits import load_logits  # noqa: E402
 from pipeline.metrics import error_rates, read_texts  # noqa: E402
@@ -65,8 +65,8 @@ def main() -> int:
         results[name] = {"lines_per_s": round(len(hypotheses) / seconds, 2), "decode_s": round(seconds, 3),
                          "build_s": round(built, 3), "cer": round(rates.cer, 5), "wer": round(rates.wer, 5),
                          "fallback_lines": sum(h.fallback for h in hypotheses),
-                         "lm_weight": config.lm_weight if name in ("beam-lm", "lexicon", "char-lm") else None,
-                         "word_bonus": config.word_bonus if name in ("beam-lm", "lexicon", "char-lm") else None,
+                         "lm_weight": config.lm_weight if name in LM_DECODERS else None,
+                         "word_bonus": config.word_bonus if name in LM_DECODERS else None,
                          "blank_penalty": config.blank_penalty}
         print(name, json.dumps(results[name]), flush=True)
     if "greedy" in results:
