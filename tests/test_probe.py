@@ -52,7 +52,6 @@ def test_probe_files_summary_and_plot(probe):
     assert (probe.REPORTS / "probes.png").stat().st_size > 1000
 
 
-
 def test_a_summary_waits_for_one_being_written(probe):
     """Two probes recording at once: the second rebuilds the table after the first has
     written it, from every probe's files, instead of racing it."""
@@ -69,6 +68,7 @@ def test_a_summary_waits_for_one_being_written(probe):
         assert writer.is_alive() and not (probe.REPORTS / "summary.md").exists()
     writer.join(timeout=60)
     assert "| base |" in (probe.REPORTS / "summary.md").read_text()
+
 
 def test_a_training_run_elsewhere_is_recorded_as_a_probe_without_training(probe, tmp_path):
     run = tmp_path / "experiment" / "models" / "dropout-all"
