@@ -51,6 +51,9 @@ def copy(source: Path, target: Path) -> None:
 
 
 def training_state(model: Path) -> dict:
+    for name in (METRICS_JSON, CONFIG_FILE):
+        if not (model / name).is_file():
+            raise FileNotFoundError(f"{model / name}: missing (htr train writes it beside the weights; copy it with them)")
     metrics = json.loads((model / METRICS_JSON).read_text())
     config = json.loads((model / CONFIG_FILE).read_text())
     best = best_epoch_row(metrics)
@@ -156,16 +159,19 @@ def default_source(exp: Experiment, states: dict, default: str) -> tuple[str, Pa
 def export_default(source: Path, target: Path) -> None:
     """Copy a model folder, or an ensemble folder with its members, to ``target``."""
     members = ensemble_members(source)
+    # read every training state before writing anything: a member without its metrics must
+    # stop the export while the previous default is still whole
     if members:
-        write_ensemble(target, members)
         cers = ", ".join(f"{m.name} {training_state(m)['best_dev_cer']:.2f}%" for m in members)
+        write_ensemble(target, members)
         print(f"default model: the ensemble {source} (members' best dev CER: {cers})")
         return
+    best = training_state(source)["best_dev_cer"]
     for old in ensemble_members(target):  # an ensemble before: its members go
         shutil.rmtree(old, ignore_errors=True)
     for name in MODEL_FILES:
         copy(source / name, target / name)
-    print(f"default model: {source} (best dev CER {training_state(source)['best_dev_cer']:.2f}%)")
+    print(f"default model: {source} (best dev CER {best:.2f}%)")
 
 
 def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict | None = None,

@@ -184,6 +184,29 @@ def test_an_ensemble_default_is_exported_with_its_members_and_the_card_lists_the
     assert default["alphabet"]["symbols"] == "abc"
 
 
+def test_an_ensemble_member_without_its_metrics_stops_the_export_before_the_old_default_changes(tmp_path):
+    from test_ensemble import save_crnn
+    from pipeline.model_folder import main as ensemble_main
+    exp = _complete_experiment(tmp_path)
+    for seed, name in enumerate(("crnn-a", "crnn-b")):
+        member = tmp_path / "trained" / name
+        save_crnn(member, seed)
+        (member / "train_config.json").write_text(json.dumps({"max_epochs": 9, "lr": 0.001}))
+        if seed == 0:  # crnn-b was copied without its metrics
+            (member / "metrics.json").write_text(json.dumps([{"epoch": 1, "dev_cer": 30.0}]))
+    assert ensemble_main([str(tmp_path / "trained" / "crnn-a"), str(tmp_path / "trained" / "crnn-b"),
+                          "--out", str(tmp_path / "ens")]) == 0
+    out = tmp_path / "models"
+    (out / "default").mkdir(parents=True)
+    (out / "default" / "weights.pt").write_bytes(b"the previous default")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--default",
+                           str(tmp_path / "ens")], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "crnn-b/metrics.json: missing" in done.stderr
+    assert sorted(p.name for p in (out / "default").iterdir()) == ["weights.pt"]
+    assert (out / "default" / "weights.pt").read_bytes() == b"the previous default"
+
+
 def test_lm_tuned_ships_the_given_weights_and_the_card_says_for_what(tmp_path):
     exp = _complete_experiment(tmp_path)
     tuned = tmp_path / "tuned-default.json"
