@@ -65,12 +65,13 @@ copiste-interim: setup  ## score and report the Copiste models as they are now (
 COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québec, CC-BY 4.0): contemporary Québec French handwriting, 238 training pages of 186 writers (4,512 lines); dev = 33 pages of 26 other writers (618 lines).
 
 # the shipped default (models/copiste/default): a variant, best (of the variants), or any model folder
-# the default: an ensemble of the two annealed CRNNs, each weight-averaged over 6-7 further epochs
-# (htr train --init ... --average-from 1; htr ensemble models/copiste-next/crnn-all-synth-init-swa
-# models/copiste-next/crnn-all-swa --out models/copiste-next/ensemble-2-swa), with the LM weights tuned on
-# dev for it (every LM decoder's), and the card's paragraph on it (what it is, its measured scores)
-COPISTE_DEFAULT ?= models/copiste-next/ensemble-2-swa
-COPISTE_TUNED ?= reports/decoding/tuned-ensemble-2-swa.json
+# the default: an ensemble of three annealed CRNNs (one with 256 BLSTM cells), each weight-averaged over
+# 6-7 further epochs (htr train --init ... --average-from 1; htr ensemble models/copiste-next/crnn-lstm256-swa
+# models/copiste-next/crnn-all-synth-init-swa models/copiste-next/crnn-all-swa --out
+# models/copiste-next/ensemble-3-lstm256-swa), with the LM weights tuned on dev for it (every LM decoder's),
+# and the card's paragraph on it (what it is, its measured scores)
+COPISTE_DEFAULT ?= models/copiste-next/ensemble-3-lstm256-swa
+COPISTE_TUNED ?= reports/decoding/tuned-ensemble-3-lstm256-swa.json
 COPISTE_DEFAULT_NOTE ?= configs/copiste-default.md
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
 	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
