@@ -192,7 +192,7 @@ def test_an_ensemble_member_without_its_metrics_stops_the_export_before_the_old_
         member = tmp_path / "trained" / name
         save_crnn(member, seed)
         (member / "train_config.json").write_text(json.dumps({"max_epochs": 9, "lr": 0.001}))
-        if seed == 0:  # crnn-b was copied without its metrics
+        if seed == 0:  # only crnn-a has them: crnn-b was copied without its metrics
             (member / "metrics.json").write_text(json.dumps([{"epoch": 1, "dev_cer": 30.0}]))
     assert ensemble_main([str(tmp_path / "trained" / "crnn-a"), str(tmp_path / "trained" / "crnn-b"),
                           "--out", str(tmp_path / "ens")]) == 0
