@@ -150,26 +150,33 @@ def test_default_may_be_a_model_folder_of_another_layout_and_a_wrong_name_is_one
     assert done.returncode == 1 and "--default dropout-wide" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_an_ensemble_default_is_exported_with_its_members_and_the_card_lists_them(tmp_path):
-    from pipeline.model_card import read_front_matter
+def _two_member_ensemble(tmp_path: Path, without_metrics: tuple[str, ...] = ()) -> Path:
+    """tmp_path/ens: an ensemble of two trained CRNNs, crnn-a (30% dev CER) and crnn-b (31%,
+    fine-tuned and weight-averaged); the members named in ``without_metrics`` lack metrics.json."""
     from test_ensemble import save_crnn
     from pipeline.model_folder import main as ensemble_main
-    exp = _complete_experiment(tmp_path)
-    (tmp_path / "card.toml").write_text(META, encoding="utf-8")
-    for seed, name in enumerate(("crnn-a", "crnn-b")):
-        member = tmp_path / "trained" / name
+    members = [tmp_path / "trained" / name for name in ("crnn-a", "crnn-b")]
+    for seed, member in enumerate(members):
         save_crnn(member, seed)
-        (member / "metrics.json").write_text(json.dumps([{"epoch": 1, "dev_cer": 30.0 + seed}]))
+        if member.name not in without_metrics:
+            (member / "metrics.json").write_text(json.dumps([{"epoch": 1, "dev_cer": 30.0 + seed}]))
         lineage = {"init": "models/base", "average_from": 2} if seed else {}  # b: fine-tuned, weights averaged
         (member / "train_config.json").write_text(json.dumps({"max_epochs": 9, "lr": 0.001, **lineage}))
-    assert ensemble_main([str(tmp_path / "trained" / "crnn-a"), str(tmp_path / "trained" / "crnn-b"),
-                          "--out", str(tmp_path / "ens")]) == 0
+    assert ensemble_main([*map(str, members), "--out", str(tmp_path / "ens")]) == 0
+    return tmp_path / "ens"
+
+
+def test_an_ensemble_default_is_exported_with_its_members_and_the_card_lists_them(tmp_path):
+    from pipeline.model_card import read_front_matter
+    exp = _complete_experiment(tmp_path)
+    (tmp_path / "card.toml").write_text(META, encoding="utf-8")
+    ensemble = _two_member_ensemble(tmp_path)
     out = tmp_path / "models"
     out.mkdir()
     (out / "default").mkdir()
     (out / "default" / "weights.pt").write_bytes(b"an older single default")
     done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--default",
-                           str(tmp_path / "ens"), "--card", str(tmp_path / "card.toml")], capture_output=True, text=True)
+                           str(ensemble), "--card", str(tmp_path / "card.toml")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "crnn-a 30.00%" in done.stdout and "crnn-b 31.00%" in done.stdout
     assert not (out / "default" / "weights.pt").exists()
@@ -185,22 +192,13 @@ def test_an_ensemble_default_is_exported_with_its_members_and_the_card_lists_the
 
 
 def test_an_ensemble_member_without_its_metrics_stops_the_export_before_the_old_default_changes(tmp_path):
-    from test_ensemble import save_crnn
-    from pipeline.model_folder import main as ensemble_main
     exp = _complete_experiment(tmp_path)
-    for seed, name in enumerate(("crnn-a", "crnn-b")):
-        member = tmp_path / "trained" / name
-        save_crnn(member, seed)
-        (member / "train_config.json").write_text(json.dumps({"max_epochs": 9, "lr": 0.001}))
-        if seed == 0:  # only crnn-a has them: crnn-b was copied without its metrics
-            (member / "metrics.json").write_text(json.dumps([{"epoch": 1, "dev_cer": 30.0}]))
-    assert ensemble_main([str(tmp_path / "trained" / "crnn-a"), str(tmp_path / "trained" / "crnn-b"),
-                          "--out", str(tmp_path / "ens")]) == 0
+    ensemble = _two_member_ensemble(tmp_path, without_metrics=("crnn-b",))  # copied without its metrics
     out = tmp_path / "models"
     (out / "default").mkdir(parents=True)
     (out / "default" / "weights.pt").write_bytes(b"the previous default")
     done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--default",
-                           str(tmp_path / "ens")], capture_output=True, text=True)
+                           str(ensemble)], capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "crnn-b/metrics.json: missing" in done.stderr
     assert sorted(p.name for p in (out / "default").iterdir()) == ["weights.pt"]
