@@ -16,7 +16,9 @@ Results go to ``reports/probes/`` (committed):
 - ``probes.png``: dev CER against epoch and against CPU-minutes, every probe overlaid.
 
 A probe's flags must not change once it has started (``htr train --resume`` refuses model
-flags that differ); give a changed recipe a new name.
+flags that differ); give a changed recipe a new name.  A probe whose epochs are recorded in
+``reports/probes`` but whose checkpoint is gone (a fresh checkout has no ``work/``) is not
+started over under the same name unless ``--restart`` says to replace its record.
 """
 from __future__ import annotations
 
@@ -59,6 +61,27 @@ def probe_rows(folder: Path, threads: int) -> list[dict]:
     return [{"epoch": row["epoch"], "dev_cer": row["dev_cer"], "train_loss": row["train_loss"],
              "lines_per_s": row["lines_per_s"], "cpu_minutes": round(minutes, 2)}
             for row, minutes in zip(metrics, cpu_time(metrics, threads, unit_seconds=60))]
+
+
+def recorded_epochs(name: str) -> int:
+    """How many epochs ``reports/probes/NAME.csv`` records (0 when there is none)."""
+    path = REPORTS / f"{name}.csv"
+    if not path.is_file():
+        return 0
+    with path.open(encoding="utf-8") as handle:
+        return sum(1 for _ in csv.DictReader(handle))
+
+
+def lost_checkpoint_message(name: str) -> str | None:
+    """Why ``NAME`` must not be trained now, or None: its record would be replaced by a run that
+    starts over, because the checkpoint it continued from is not in this checkout."""
+    epochs = recorded_epochs(name)
+    if not epochs or (WORK / name / "last.pt").is_file():
+        return None
+    return (f"probe: {name}: {epochs} epochs are recorded in {REPORTS / f'{name}.csv'}, but its checkpoint "
+            f"{WORK / name / 'last.pt'} is missing (a fresh checkout has no work/), so this would train it "
+            f"from the start and replace that record; give the new run another name, or pass --restart "
+            f"to replace the record")
 
 
 def write_probe(name: str, threads: int, flags: list[str], command: list[str], folder: Path | None = None) -> None:
@@ -162,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, metavar="MODEL_DIR",
                         help="train nothing: record the epochs that a training elsewhere (e.g. an experiment's "
                              "model folder) has done so far as probe NAME; the flags after -- name its recipe")
+    parser.add_argument("--restart", action="store_true",
+                        help="train NAME from the start although reports/probes records epochs of it whose "
+                             "checkpoint is gone (its record is replaced)")
     args = parser.parse_args(own)
     if args.summary or not args.name:
         write_summary()
@@ -177,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         if not manifest.is_file():
             print(f"probe: {manifest} is missing: run `make copiste-data` first", file=sys.stderr)
             return 1
+    lost = lost_checkpoint_message(args.name)
+    if lost and not args.restart:
+        print(lost, file=sys.stderr)
+        return 1
     saved = REPORTS / f"{args.name}.json"
     if saved.is_file() and (WORK / args.name / "last.pt").is_file():
         flags = json.loads(saved.read_text(encoding="utf-8"))["flags"]  # a resumed probe keeps its recipe

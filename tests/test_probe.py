@@ -102,3 +102,30 @@ def test_a_stopped_probe_records_what_it_trained_and_says_how_to_continue(probe,
     assert "same command continues" in capsys.readouterr().err
     assert (probe.REPORTS / "p.csv").read_text().splitlines()[-1].startswith("2,90")
     assert json.loads((probe.REPORTS / "p.json").read_text())["flags"] == ["--lr", "0.003"]
+
+
+def test_a_recorded_probe_whose_checkpoint_is_gone_is_not_silently_started_over(probe, tmp_path, monkeypatch, capsys):
+    """A fresh checkout keeps reports/probes but not work/probes: rerunning a probe's command
+    there would train from epoch 1 and overwrite the curve it recorded."""
+    for manifest in ("train", "dev"):
+        path = tmp_path / manifest / "manifest.jsonl"
+        path.parent.mkdir()
+        path.write_text("")
+    monkeypatch.setattr(probe, "TRAIN", tmp_path / "train" / "manifest.jsonl")
+    monkeypatch.setattr(probe, "DEV", tmp_path / "dev" / "manifest.jsonl")
+    fake_run(probe, "p", [100, 90, 70], seconds=60)
+    probe.write_probe("p", 1, ["--lr", "0.003"], ["htr", "train"])
+    recorded = (probe.REPORTS / "p.csv").read_text()
+    (probe.WORK / "p" / "metrics.json").unlink()  # the new checkout has no work/probes/p
+    (probe.WORK / "p").rmdir()
+    trained = []
+    monkeypatch.setattr(probe.subprocess, "call", lambda command: trained.append(command) or 0)
+
+    assert probe.main(["p", "--epochs", "5", "--", "--lr", "0.003"]) == 1
+    message = capsys.readouterr().err
+    assert "3 epochs are recorded" in message and "last.pt is missing" in message and "--restart" in message
+    assert not trained and (probe.REPORTS / "p.csv").read_text() == recorded
+    assert json.loads((probe.REPORTS / "p.json").read_text())["flags"] == ["--lr", "0.003"]
+
+    assert probe.main(["p", "--epochs", "5", "--restart", "--", "--lr", "0.003"]) == 0
+    assert len(trained) == 1 and "--resume" not in trained[0]
