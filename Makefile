@@ -66,12 +66,13 @@ COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québ
 
 # the shipped default (models/copiste/default): a variant, best (of the variants), or any model folder
 # the default: an ensemble of three annealed CRNNs (one with 256 BLSTM cells), each weight-averaged over
-# 6-7 further epochs (htr train --init ... --average-from 1; htr ensemble models/copiste-next/crnn-lstm256-swa
-# models/copiste-next/crnn-all-synth-init-swa models/copiste-next/crnn-all-swa --out
-# models/copiste-next/ensemble-3-lstm256-swa), with the LM weights tuned on dev for it (every LM decoder's),
-# and the card's paragraph on it (what it is, its measured scores)
-COPISTE_DEFAULT ?= models/copiste-next/ensemble-3-lstm256-swa
-COPISTE_TUNED ?= reports/decoding/tuned-ensemble-3-lstm256-swa.json
+# 6-7 further epochs (htr train --init ... --average-from 1), the 256-cell one then 7 more on the
+# ground-truth lines plus the segmenter's crops of the training pages (make copiste-segcrops);
+# htr ensemble models/copiste-next/crnn-lstm256-plus-seg-swa models/copiste-next/crnn-all-synth-init-swa
+# models/copiste-next/crnn-all-swa --out models/copiste-next/ensemble-3-lstm256-plus-seg; with the LM
+# weights tuned on dev for it (every LM decoder's), and the card's paragraph on it (what it is, its scores)
+COPISTE_DEFAULT ?= models/copiste-next/ensemble-3-lstm256-plus-seg
+COPISTE_TUNED ?= reports/decoding/tuned-ensemble-3-lstm256-plus-seg.json
 COPISTE_DEFAULT_NOTE ?= configs/copiste-default.md
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
 	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --data "$(COPISTE_DATA)" --card configs/copiste-card.toml

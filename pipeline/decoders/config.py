@@ -37,8 +37,8 @@ class DecodeConfig(CliConfig):
 
 def default_decoder(lm: Path | None) -> str:
     """The decoder to use when none is named: char-lm with an LM folder that has a character
-    n-gram (with the shipped French model, tuned on Copiste dev: 9.1% CER, 23.5% WER against
-    the lexicon decoder's 11.8 / 27.4; README, "Probes"), lexicon with any other LM folder,
+    n-gram (with the shipped French model, tuned on Copiste dev: 8.8% CER, 23.1% WER against
+    the lexicon decoder's 12.2 / 27.5; README, "Probes"), lexicon with any other LM folder,
     greedy without one."""
     if lm is None:
         return "greedy"
