@@ -27,6 +27,16 @@ def fake_run(probe, name: str, cers: list[float], seconds: float) -> None:
     (folder / "metrics.json").write_text(json.dumps(rows))
 
 
+def empty_manifests(probe, tmp_path, monkeypatch) -> None:
+    """Point the probe at empty train and dev manifests (it checks that they exist)."""
+    for manifest in ("train", "dev"):
+        path = tmp_path / manifest / "manifest.jsonl"
+        path.parent.mkdir()
+        path.write_text("")
+    monkeypatch.setattr(probe, "TRAIN", tmp_path / "train" / "manifest.jsonl")
+    monkeypatch.setattr(probe, "DEV", tmp_path / "dev" / "manifest.jsonl")
+
+
 def test_a_new_probe_trains_from_the_manifests_and_a_started_one_resumes(probe):
     first = probe.train_command("p", 10, 1, ["--lr", "0.003"])
     assert "--train" in first and first[-2:] == ["--lr", "0.003"] and "--resume" not in first
@@ -85,12 +95,7 @@ def test_a_training_run_elsewhere_is_recorded_as_a_probe_without_training(probe,
 
 
 def test_a_stopped_probe_records_what_it_trained_and_says_how_to_continue(probe, tmp_path, monkeypatch, capsys):
-    for manifest in ("train", "dev"):
-        path = tmp_path / manifest / "manifest.jsonl"
-        path.parent.mkdir()
-        path.write_text("")
-    monkeypatch.setattr(probe, "TRAIN", tmp_path / "train" / "manifest.jsonl")
-    monkeypatch.setattr(probe, "DEV", tmp_path / "dev" / "manifest.jsonl")
+    empty_manifests(probe, tmp_path, monkeypatch)
 
     def interrupted(command):
         fake_run(probe, "p", [100, 90], seconds=60)  # two epochs done when the stop comes
@@ -107,12 +112,7 @@ def test_a_stopped_probe_records_what_it_trained_and_says_how_to_continue(probe,
 def test_a_recorded_probe_whose_checkpoint_is_gone_is_not_silently_started_over(probe, tmp_path, monkeypatch, capsys):
     """A fresh checkout keeps reports/probes but not work/probes: rerunning a probe's command
     there would train from epoch 1 and overwrite the curve it recorded."""
-    for manifest in ("train", "dev"):
-        path = tmp_path / manifest / "manifest.jsonl"
-        path.parent.mkdir()
-        path.write_text("")
-    monkeypatch.setattr(probe, "TRAIN", tmp_path / "train" / "manifest.jsonl")
-    monkeypatch.setattr(probe, "DEV", tmp_path / "dev" / "manifest.jsonl")
+    empty_manifests(probe, tmp_path, monkeypatch)
     fake_run(probe, "p", [100, 90, 70], seconds=60)
     probe.write_probe("p", 1, ["--lr", "0.003"], ["htr", "train"])
     recorded = (probe.REPORTS / "p.csv").read_text()
