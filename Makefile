@@ -66,8 +66,9 @@ COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québ
 
 # the shipped default (models/copiste/default): a variant, best (of the variants), or any model folder
 # the default: an ensemble of three annealed CRNNs (one with 256 BLSTM cells), each weight-averaged over
-# 6-7 further epochs (htr train --init ... --average-from 1), the 256-cell one then 7 more on the
-# ground-truth lines plus the segmenter's crops of the training pages (make copiste-segcrops);
+# 6-7 further epochs (htr train --init ... --average-from 1), the 256-cell one then averaged again over 8
+# epochs on the ground-truth lines plus the segmenter's crops of the training pages (make copiste-segcrops;
+# the average of the first 7 kept);
 # htr ensemble models/copiste-next/crnn-lstm256-plus-seg-swa models/copiste-next/crnn-all-synth-init-swa
 # models/copiste-next/crnn-all-swa --out models/copiste-next/ensemble-3-lstm256-plus-seg; with the LM
 # weights tuned on dev for it (every LM decoder's), and the card's paragraph on it (what it is, its scores)
