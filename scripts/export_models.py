@@ -212,9 +212,15 @@ def refresh_card(out: Path, meta: dict, lm_variant: str) -> Path:
     path = out / "MODEL_CARD.md"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (export the models first)")
-    _, body = card_header.split_card(path.read_text(encoding="utf-8"))
+    old, body = card_header.split_card(path.read_text(encoding="utf-8"))
     variants = sorted(p.parent.name for p in out.glob("*/model.json"))
-    header = card_header.front_matter(meta, out, variants, card_header.scores_from_body(body), lm_variant)
+    scores = card_header.scores_from_body(body)  # the body's table rounds to 0.1
+    if old is not None:  # keep the export's order of the models and its scores to 0.01
+        listed = [model["name"] for model in old.get("models", [])]
+        variants = [v for v in listed if v in variants] + [v for v in variants if v not in listed]
+        scores.update({model["name"]: [(row["system"], row["cer"], row["wer"]) for row in model["dev"]]
+                       for model in old.get("models", []) if model.get("dev")})
+    header = card_header.front_matter(meta, out, variants, scores, lm_variant)
     atomic_write_text(path, header + body)
     return path
 

@@ -110,6 +110,18 @@ def test_refresh_card_rewrites_only_the_header(tmp_path):
     assert text.startswith("---\ntitle: Renamed\n") and text.endswith(body) and text.count("\n---\n") == 1
 
 
+def test_refresh_card_keeps_the_exported_header_when_nothing_changed(tmp_path):
+    """Refreshing after a change to one model (here none) must not reorder the models or round
+    their scores to the body table's 0.1, so a refreshed card differs only where the models do."""
+    out = _export_with_card(tmp_path)
+    card = out / "MODEL_CARD.md"
+    exported = card.read_text()
+    done = subprocess.run([sys.executable, str(SCRIPT), "--refresh-card", str(out), "--card", str(tmp_path / "card.toml")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert card.read_text() == exported
+
+
 def test_card_metadata_without_a_licence_is_refused_by_name(tmp_path):
     exp = _complete_experiment(tmp_path)
     (tmp_path / "card.toml").write_text(META.replace('license = [{ name = "CC-BY-4.0", url = "https://creativecommons.org/licenses/by/4.0/" }]\n', ""))
