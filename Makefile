@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops copiste-synthlines copiste-pages
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops copiste-synthlines copiste-pages copiste-default
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -77,6 +77,8 @@ COPISTE_TUNED ?= reports/decoding/tuned-ensemble-3-lstm256-plus-seg.json
 COPISTE_DEFAULT_NOTE ?= configs/copiste-default.md
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
 	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
+copiste-default: setup  ## only make COPISTE_DEFAULT models/copiste/default (tuned weights, card) without the experiment folder
+	$(PY) scripts/export_models.py --replace-default models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --card configs/copiste-card.toml
 
 SEG_TRAIN := $(WORK)/copiste/train-seg
 copiste-segcrops: setup  ## the segmenter's own crops of the Copiste training pages with their ground-truth text; work/copiste/train-plus-seg = GT lines + crops (htr train --train)

@@ -13,13 +13,16 @@ With ``--card META.toml`` (licence, training data and its licence, language, scr
 reproduce commands; see ``configs/copiste-card.toml``) the card starts with a YAML header
 (:mod:`pipeline.model_card`) that also lists each model's alphabet and dev CER/WER.
 ``--refresh-card OUT`` rewrites only that header of an exported card, from OUT's own files
-and the card's score table (no experiment folder needed).
+and the card's score table (no experiment folder needed); ``--replace-default OUT --default
+MODEL_DIR`` (with ``--lm-tuned``, ``--default-note``, ``--card`` as in an export) replaces only
+OUT/default, its tuned LM weights and what the card says of them (``make copiste-default``).
 Every file is written atomically; rerun after more training to refresh the export.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -102,9 +105,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
     lm_info = json.loads(exp.paths.lm_info.read_text())
     tuned_path = lm_tuned or exp.paths.tuned(lm_variant)
     tuned_for = f"the default model (`{lm_tuned}`)" if lm_tuned else lm_variant
-    tuned = json.loads(tuned_path.read_text()) if tuned_path.is_file() else {}
-    tuned = {decoder: {key: found[key] for key in TUNED_KEYS if key in found}
-             for decoder, found in tuned.items()}  # the card names the values, tuned.json keeps the search
+    tuned = tuned_values(tuned_path)
     char = char_note(lm_info, out / "lm")
     lines = [f"# Model card: {exp.title}\n", f"**Data.** {data}\n",
              f"Training manifest `{exp.train}`, model selection and test on `{exp.test}`; "
@@ -117,8 +118,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
                      f"{state['best_dev_cer']:.1f}% | {state['best_epoch']} |")
     source = out / DEFAULT / "SOURCE"
     if source.is_file():
-        lines += ["", f"`{DEFAULT}/` is a copy of `{source.read_text().strip()}`: the model `htr transcribe` "
-                      "reads with when it is given no `--model`." + (f" {default_note}" if default_note else "")]
+        lines += ["", default_paragraph(source.read_text().strip(), default_note)]
     settings = next(iter(states.values()))["settings"]
     lines += ["", "Settings (all variants; only `dropout_where` differs): "
               + ", ".join(f"`{k}={v}`" for k, v in settings.items() if k != "dropout_where") + ".\n",
@@ -131,7 +131,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
               f"Word {lm_info['config']['order']}-gram (KenLM) and lexicon from {', '.join(lm_info['texts'])}: "
               f"{lm_info['lexicon_size']} tokens, {lm_info['surface_words']} surface words; dev perplexity "
               f"{dev.get('perplexity', 'n/a')}, OOV rate {100 * dev.get('oov_rate', float('nan')):.1f}%. "
-              f"`tuned.json` holds the LM weight, word bonus and blank penalty tuned on dev for {tuned_for}: {json.dumps(tuned)}.\n",
+              f"{tuned_sentence(tuned_for, tuned)}\n",
               *extension_note(lm_info), *char,
               "## Use\n", "```bash",
               f"htr recognize --model {out}/{lm_variant} --manifest LINES.jsonl --out logits.npz",
@@ -140,6 +140,22 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
               f"htr transcribe PAGE.jpg --model {out}/{lm_variant} --lm {out}/lm --out transcripts",
               "```\n"]
     return "\n".join(lines)
+
+
+def default_paragraph(label: str, note: str = "") -> str:
+    """The card's paragraph on OUT/default: what it is a copy of, then the --default-note text."""
+    return (f"`{DEFAULT}/` is a copy of `{label}`: the model `htr transcribe` reads with when it is given "
+            "no `--model`." + (f" {note}" if note else ""))
+
+
+def tuned_values(path: Path) -> dict:
+    """The tuned LM weights in ``path`` (htr tune --out), without the search behind them."""
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    return {decoder: {key: values[key] for key in TUNED_KEYS if key in values} for decoder, values in found.items()}
+
+
+def tuned_sentence(tuned_for: str, tuned: dict) -> str:
+    return f"`tuned.json` holds the LM weight, word bonus and blank penalty tuned on dev for {tuned_for}: {json.dumps(tuned)}."
 
 
 def default_source(exp: Experiment, states: dict, default: str) -> tuple[str, Path]:
@@ -207,6 +223,36 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict |
     return out / "MODEL_CARD.md"
 
 
+def replace_default(out: Path, default: Path, meta: dict | None, lm_variant: str, lm_tuned: Path | None = None,
+                    default_note: Path | None = None) -> Path:
+    """Make the model folder ``default`` OUT/default, ship ``lm_tuned`` as OUT/lm/tuned.json and rewrite
+    what the card says of them as an export would, without the experiment folder (a fresh checkout
+    has none); the other models, the LM and the scores stay as exported."""
+    path = out / "MODEL_CARD.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (export the models first)")
+    if not (default / "model.json").is_file():
+        raise ValueError(f"--default {default}: not a model folder (no model.json)")
+    text = path.read_text(encoding="utf-8")
+    _, body = card_header.split_card(text)
+    header_text = text[:len(text) - len(body)]
+    note = " ".join(default_note.read_text(encoding="utf-8").split()) if default_note is not None else ""
+    body, found = re.subn(rf"^`{DEFAULT}/` is a copy of .*$", lambda _: default_paragraph(str(default), note), body,
+                          count=1, flags=re.M)
+    if not found:
+        raise ValueError(f"{path}: no paragraph on `{DEFAULT}/` to replace (export with --default first)")
+    if lm_tuned is not None:
+        sentence = tuned_sentence(f"the default model (`{lm_tuned}`)", tuned_values(lm_tuned))
+        body = re.sub(r"`tuned\.json` holds the LM weight, word bonus and blank penalty tuned on dev for .*?: \{.*\}\.$",
+                      lambda _: sentence, body, count=1, flags=re.M)
+    export_default(default, out / DEFAULT)
+    atomic_write_text(out / DEFAULT / "SOURCE", f"{default}\n")
+    if lm_tuned is not None:
+        copy(lm_tuned, out / "lm" / TUNED)
+    atomic_write_text(path, header_text + body)
+    return refresh_card(out, meta, lm_variant) if meta is not None else path
+
+
 def refresh_card(out: Path, meta: dict, lm_variant: str) -> Path:
     """Rewrite the YAML header of ``out/MODEL_CARD.md``, keeping its body."""
     path = out / "MODEL_CARD.md"
@@ -242,13 +288,23 @@ def main() -> int:
                              "the commands behind them) that the card prints after naming it")
     parser.add_argument("--card", type=Path, help="card metadata (TOML): the card gets a YAML header")
     parser.add_argument("--refresh-card", type=Path, metavar="OUT", help="only rewrite the YAML header of OUT/MODEL_CARD.md")
+    parser.add_argument("--replace-default", type=Path, metavar="OUT",
+                        help="only make the --default model folder OUT/default (with --lm-tuned and --default-note "
+                             "as in an export, --card to rewrite the header), without the experiment folder")
     args = parser.parse_args()
     if args.refresh_card is not None and args.card is None:
         parser.error("--refresh-card needs --card META.toml")
-    if args.refresh_card is None and (args.experiment is None or args.out is None):
+    if args.replace_default is not None and args.default is None:
+        parser.error("--replace-default needs --default MODEL_DIR")
+    if args.refresh_card is None and args.replace_default is None and (args.experiment is None or args.out is None):
         parser.error("give EXPERIMENT and --out (or --refresh-card OUT --card META.toml)")
     try:
         meta = card_header.read_meta(args.card) if args.card else None
+        if args.replace_default is not None:
+            card = replace_default(args.replace_default, Path(args.default), meta, args.lm_variant, args.lm_tuned,
+                                   args.default_note)
+            print(f"replaced {args.replace_default / DEFAULT} with {args.default} ({card})")
+            return 0
         if args.refresh_card is not None:
             card = refresh_card(args.refresh_card, meta, args.lm_variant)
             print(f"rewrote the header of {card}")

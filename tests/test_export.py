@@ -267,3 +267,39 @@ def test_the_default_note_follows_the_default_in_the_card_and_a_missing_note_is_
     assert "the model `htr transcribe` reads with when it is given no `--model`. It reads Tiny dev at **9.9% CER**." in card
     done = subprocess.run([*command, "--default-note", str(tmp_path / "gone.md")], capture_output=True, text=True)
     assert done.returncode == 1 and "gone.md" in done.stderr
+
+
+def test_replacing_the_default_without_the_experiment_writes_what_a_full_export_writes(tmp_path):
+    """A fresh checkout has models/ but no experiment folder: --replace-default must give the same
+    default folder, tuned weights and card as exporting again with the new --default."""
+    exp = _complete_experiment(tmp_path)
+    (tmp_path / "card.toml").write_text(META, encoding="utf-8")
+    ensemble = _two_member_ensemble(tmp_path)
+    (tmp_path / "note.md").write_text("An ensemble of\ntwo small CRNNs.\n")
+    (tmp_path / "tuned.json").write_text(json.dumps({"char-lm": {"lm_weight": 2.0, "word_bonus": -1.0, "tried": []}}))
+    new_default = ["--default", str(ensemble), "--lm-tuned", str(tmp_path / "tuned.json"),
+                   "--default-note", str(tmp_path / "note.md"), "--card", str(tmp_path / "card.toml")]
+
+    def export(out, *flags):
+        done = subprocess.run([sys.executable, str(SCRIPT), *flags], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return out
+
+    replaced = export(tmp_path / "replaced", str(exp.folder), "--out", str(tmp_path / "replaced"), "--default",
+                      "dropout-all", "--card", str(tmp_path / "card.toml"))
+    export(replaced, "--replace-default", str(replaced), *new_default)
+    fresh = export(tmp_path / "fresh", str(exp.folder), "--out", str(tmp_path / "fresh"), *new_default)
+
+    def files(out):
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "MODEL_CARD.md"}
+
+    assert files(replaced) == files(fresh)
+    card = (replaced / "MODEL_CARD.md").read_text()
+    assert card.replace(str(replaced), "OUT") == (fresh / "MODEL_CARD.md").read_text().replace(str(fresh), "OUT")
+    assert "two small CRNNs." in card and '"lm_weight": 2.0' in card and "`default/` is a copy of `dropout-all`" not in card
+
+
+def test_replacing_the_default_needs_an_exported_card_and_a_model_folder(tmp_path):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--replace-default", str(tmp_path / "none"), "--default",
+                           str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 1 and "MODEL_CARD.md: missing" in done.stderr and "Traceback" not in done.stderr
