@@ -233,6 +233,8 @@ def replace_default(out: Path, default: Path, meta: dict | None, lm_variant: str
         raise FileNotFoundError(f"{path}: missing (export the models first)")
     if not (default / "model.json").is_file():
         raise ValueError(f"--default {default}: not a model folder (no model.json)")
+    if lm_tuned is not None and not lm_tuned.is_file():  # checked before anything is written
+        raise FileNotFoundError(f"{lm_tuned}: missing (htr tune --out writes it)")
     text = path.read_text(encoding="utf-8")
     _, body = card_header.split_card(text)
     header_text = text[:len(text) - len(body)]

@@ -303,3 +303,9 @@ def test_replacing_the_default_needs_an_exported_card_and_a_model_folder(tmp_pat
     done = subprocess.run([sys.executable, str(SCRIPT), "--replace-default", str(tmp_path / "none"), "--default",
                            str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 1 and "MODEL_CARD.md: missing" in done.stderr and "Traceback" not in done.stderr
+    out = _export_with_card(tmp_path)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--replace-default", str(out), "--default", str(out / "dropout-none"),
+                           "--lm-tuned", str(tmp_path / "nowhere.json")], capture_output=True, text=True)
+    assert done.returncode == 1 and "nowhere.json: missing" in done.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing half-replaced
