@@ -75,10 +75,11 @@ COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québ
 COPISTE_DEFAULT ?= models/copiste-next/ensemble-3-lstm256-plus-seg
 COPISTE_TUNED ?= reports/decoding/tuned-ensemble-3-lstm256-plus-seg.json
 COPISTE_DEFAULT_NOTE ?= configs/copiste-default.md
+COPISTE_DEFAULT_FLAGS = --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --card configs/copiste-card.toml
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
-	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --data "$(COPISTE_DATA)" --card configs/copiste-card.toml
+	$(PY) scripts/export_models.py $(WORK)/experiments/copiste --out models/copiste $(COPISTE_DEFAULT_FLAGS) --data "$(COPISTE_DATA)"
 copiste-default: setup  ## only make COPISTE_DEFAULT models/copiste/default (tuned weights, card) without the experiment folder
-	$(PY) scripts/export_models.py --replace-default models/copiste --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --card configs/copiste-card.toml
+	$(PY) scripts/export_models.py --replace-default models/copiste $(COPISTE_DEFAULT_FLAGS)
 
 SEG_TRAIN := $(WORK)/copiste/train-seg
 copiste-segcrops: setup  ## the segmenter's own crops of the Copiste training pages with their ground-truth text; work/copiste/train-plus-seg = GT lines + crops (htr train --train)

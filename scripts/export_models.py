@@ -104,7 +104,7 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
                lm_tuned: Path | None = None, default_note: str = "") -> str:
     lm_info = json.loads(exp.paths.lm_info.read_text())
     tuned_path = lm_tuned or exp.paths.tuned(lm_variant)
-    tuned_for = f"the default model (`{lm_tuned}`)" if lm_tuned else lm_variant
+    tuned_for = tuned_for_default(lm_tuned) if lm_tuned else lm_variant
     tuned = tuned_values(tuned_path)
     char = char_note(lm_info, out / "lm")
     lines = [f"# Model card: {exp.title}\n", f"**Data.** {data}\n",
@@ -156,6 +156,15 @@ def tuned_values(path: Path) -> dict:
 
 def tuned_sentence(tuned_for: str, tuned: dict) -> str:
     return f"`tuned.json` holds the LM weight, word bonus and blank penalty tuned on dev for {tuned_for}: {json.dumps(tuned)}."
+
+
+def tuned_for_default(lm_tuned: Path) -> str:
+    return f"the default model (`{lm_tuned}`)"
+
+
+def note_text(default_note: Path | None) -> str:
+    """The --default-note file as one paragraph of the card ("" without one)."""
+    return " ".join(default_note.read_text(encoding="utf-8").split()) if default_note is not None else ""
 
 
 def default_source(exp: Experiment, states: dict, default: str) -> tuple[str, Path]:
@@ -214,7 +223,7 @@ def export(exp_folder: Path, out: Path, lm_variant: str, data: str, meta: dict |
     tuned = lm_tuned or exp.paths.tuned(lm_variant)
     if lm_tuned is not None or tuned.is_file():
         copy(tuned, out / "lm" / TUNED)
-    note = " ".join(default_note.read_text(encoding="utf-8").split()) if default_note is not None else ""
+    note = note_text(default_note)
     card = model_card(exp, out, states, data, lm_variant, lm_tuned, note)
     if meta is not None:
         found = {variant: scores(exp, variant) for variant in exp.variants}
@@ -238,15 +247,17 @@ def replace_default(out: Path, default: Path, meta: dict | None, lm_variant: str
     text = path.read_text(encoding="utf-8")
     _, body = card_header.split_card(text)
     header_text = text[:len(text) - len(body)]
-    note = " ".join(default_note.read_text(encoding="utf-8").split()) if default_note is not None else ""
+    note = note_text(default_note)
     body, found = re.subn(rf"^`{DEFAULT}/` is a copy of .*$", lambda _: default_paragraph(str(default), note), body,
                           count=1, flags=re.M)
     if not found:
         raise ValueError(f"{path}: no paragraph on `{DEFAULT}/` to replace (export with --default first)")
     if lm_tuned is not None:
-        sentence = tuned_sentence(f"the default model (`{lm_tuned}`)", tuned_values(lm_tuned))
-        body = re.sub(r"`tuned\.json` holds the LM weight, word bonus and blank penalty tuned on dev for .*?: \{.*\}\.$",
-                      lambda _: sentence, body, count=1, flags=re.M)
+        sentence = tuned_sentence(tuned_for_default(lm_tuned), tuned_values(lm_tuned))
+        body, found = re.subn(r"`tuned\.json` holds the LM weight, word bonus and blank penalty tuned on dev for .*?: \{.*\}\.$",
+                              lambda _: sentence, body, count=1, flags=re.M)
+        if not found:  # else tuned.json would change while the card still named the old weights
+            raise ValueError(f"{path}: no sentence on the tuned LM weights to replace (export the models again)")
     export_default(default, out / DEFAULT)
     atomic_write_text(out / DEFAULT / "SOURCE", f"{default}\n")
     if lm_tuned is not None:

@@ -309,3 +309,20 @@ def test_replacing_the_default_needs_an_exported_card_and_a_model_folder(tmp_pat
                            "--lm-tuned", str(tmp_path / "nowhere.json")], capture_output=True, text=True)
     assert done.returncode == 1 and "nowhere.json: missing" in done.stderr
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing half-replaced
+
+
+def test_replacing_the_default_stops_on_a_card_without_the_tuned_sentence_before_writing(tmp_path):
+    exp = _complete_experiment(tmp_path)
+    (tmp_path / "card.toml").write_text(META, encoding="utf-8")
+    out = tmp_path / "models"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(exp.folder), "--out", str(out), "--default", "dropout-all"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    card = out / "MODEL_CARD.md"
+    card.write_text(card.read_text().replace("`tuned.json` holds the LM weight", "The LM weight"))
+    (tmp_path / "tuned.json").write_text(json.dumps({"lexicon": {"lm_weight": 2.0}}))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--replace-default", str(out), "--default", str(out / "dropout-none"),
+                           "--lm-tuned", str(tmp_path / "tuned.json")], capture_output=True, text=True)
+    assert done.returncode == 1 and "no sentence on the tuned LM weights" in done.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
