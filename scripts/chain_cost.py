@@ -64,7 +64,13 @@ def stage_cost(spec: str, probes: dict) -> Stage:
 
 
 def chain_costs(chains: list[list[str]], probes: dict) -> list[list[Stage]]:
-    return [[stage_cost(spec, probes) for spec in chain] for chain in chains]
+    costed = [[stage_cost(spec, probes) for spec in chain] for chain in chains]
+    kept: dict[str, int] = {}
+    for stage in (stage for chain in costed for stage in chain):
+        if kept.setdefault(stage.name, stage.kept_epoch) != stage.kept_epoch:
+            raise ValueError(f"{stage.name}: named with two kept epochs ({kept[stage.name]} and {stage.kept_epoch}); "
+                             f"a shared stage has one")
+    return costed
 
 
 def hours_on(cores: int, chains: list[list[Stage]], field: str) -> tuple[float, float]:

@@ -49,8 +49,9 @@ def test_a_named_epoch_replaces_the_best_one(chain_cost, tmp_path, capsys):
     ("missing", "missing: no "),
     ("big@9", "big recorded epochs 1-4, not 9"),
     ("big@x", "the kept epoch after @ must be a positive whole number"),
+    ("big@2 --chain big", "big: named with two kept epochs (2 and 3)"),
 ])
 def test_an_unknown_probe_or_epoch_is_named_without_a_traceback(chain_cost, tmp_path, capsys, spec, message):
     recorded(tmp_path, "big", [30, 20, 15, 16], minutes_per_epoch=100)
-    assert chain_cost.main(["--chain", spec]) == 1
+    assert chain_cost.main(["--chain", *spec.split()]) == 1
     assert message in capsys.readouterr().err
