@@ -44,6 +44,8 @@ REPORTS = ROOT / "reports" / "probes"
 TRAIN = ROOT / "work" / "copiste" / "train" / "manifest.jsonl"
 DEV = ROOT / "work" / "copiste" / "dev" / "manifest.jsonl"
 MARK_EPOCHS = (5, 10, 20)
+LEGEND_COLUMNS = 4
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def train_command(name: str, epochs: int, threads: int, flags: list[str]) -> list[str]:
@@ -128,18 +130,25 @@ def plot(probes: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_epoch, by_cpu) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for name, (_, rows) in probes.items():
-        epochs = [row["epoch"] for row in rows]
+    # one legend under both panels, four names a row, and a colour + line style per probe: with
+    # dozens of probes a legend inside a panel overflows it and ten colours repeat
+    legend_rows = -(-len(probes) // LEGEND_COLUMNS)
+    legend_inches = 0.35 + 0.16 * legend_rows
+    fig, (by_epoch, by_cpu) = plt.subplots(1, 2, figsize=(12, 4.2 + legend_inches), sharey=True)
+    colours = plt.get_cmap("tab10").colors
+    for number, (name, (_, rows)) in enumerate(probes.items()):
+        style = {"color": colours[number % len(colours)], "linestyle": LINE_STYLES[number // len(colours) % len(LINE_STYLES)],
+                 "marker": ".", "markersize": 3, "label": name}
         cer = [row["dev_cer"] for row in rows]
-        by_epoch.plot(epochs, cer, marker=".", label=name)
-        by_cpu.plot([row["cpu_minutes"] for row in rows], cer, marker=".", label=name)
+        by_epoch.plot([row["epoch"] for row in rows], cer, **style)
+        by_cpu.plot([row["cpu_minutes"] for row in rows], cer, **style)
     by_epoch.set(xlabel="epoch", ylabel="Copiste dev CER (%), greedy", ylim=(0, 101), title="per epoch")
     by_cpu.set(xlabel="training CPU-minutes", title="per CPU-minute")
     for axis in (by_epoch, by_cpu):
         axis.grid(alpha=0.3)
-    by_cpu.legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = by_epoch.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
     buffer = io.BytesIO()  # a unique temp file per writer: two probes may record at the same moment
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
