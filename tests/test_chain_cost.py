@@ -31,8 +31,8 @@ def test_a_shared_pretraining_counts_once_and_kept_epochs_bound_the_cost(chain_c
     out = capsys.readouterr().out
     assert "| 1 | big | 4 | 3 (15.00) | 400.0 | 300.0 |" in out
     assert "| 1 | **chain** | | | 430.0 | 320.0 |" in out
-    # 530 / 320 minutes in all with the pretraining once; the longest chain (430 / 320) is longer
-    # than half the total, so it bounds the hours on two cores
+    # 530 / 420 minutes in all with the pretraining once; the longest chain (430 / 320) is longer
+    # than half the total (265 / 210), so it bounds the hours on two cores
     assert "530 CPU-minutes as run, 420 to the kept epochs" in out
     assert "7.17 hours as run, 5.33 hours to the kept epochs" in out
 
@@ -51,7 +51,7 @@ def test_a_named_epoch_replaces_the_best_one(chain_cost, tmp_path, capsys):
     ("big@x", "the kept epoch after @ must be a positive whole number"),
     ("big@2 --chain big", "big: named with two kept epochs (2 and 3)"),
 ])
-def test_an_unknown_probe_or_epoch_is_named_without_a_traceback(chain_cost, tmp_path, capsys, spec, message):
+def test_a_bad_stage_is_named_without_a_traceback(chain_cost, tmp_path, capsys, spec, message):
     recorded(tmp_path, "big", [30, 20, 15, 16], minutes_per_epoch=100)
     assert chain_cost.main(["--chain", *spec.split()]) == 1
     assert message in capsys.readouterr().err
