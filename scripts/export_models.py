@@ -142,9 +142,15 @@ def model_card(exp: Experiment, out: Path, states: dict, data: str, lm_variant: 
     return "\n".join(lines)
 
 
+# how the card's paragraph on OUT/default and its sentence on the tuned LM weights begin: written
+# by default_paragraph / tuned_sentence, found again by replace_default
+DEFAULT_PARAGRAPH_START = f"`{DEFAULT}/` is a copy of "
+TUNED_SENTENCE_START = "`tuned.json` holds the LM weight, word bonus and blank penalty tuned on dev for "
+
+
 def default_paragraph(label: str, note: str = "") -> str:
     """The card's paragraph on OUT/default: what it is a copy of, then the --default-note text."""
-    return (f"`{DEFAULT}/` is a copy of `{label}`: the model `htr transcribe` reads with when it is given "
+    return (f"{DEFAULT_PARAGRAPH_START}`{label}`: the model `htr transcribe` reads with when it is given "
             "no `--model`." + (f" {note}" if note else ""))
 
 
@@ -155,7 +161,7 @@ def tuned_values(path: Path) -> dict:
 
 
 def tuned_sentence(tuned_for: str, tuned: dict) -> str:
-    return f"`tuned.json` holds the LM weight, word bonus and blank penalty tuned on dev for {tuned_for}: {json.dumps(tuned)}."
+    return f"{TUNED_SENTENCE_START}{tuned_for}: {json.dumps(tuned)}."
 
 
 def tuned_for_default(lm_tuned: Path) -> str:
@@ -248,13 +254,13 @@ def replace_default(out: Path, default: Path, meta: dict | None, lm_variant: str
     _, body = card_header.split_card(text)
     header_text = text[:len(text) - len(body)]
     note = note_text(default_note)
-    body, found = re.subn(rf"^`{DEFAULT}/` is a copy of .*$", lambda _: default_paragraph(str(default), note), body,
+    body, found = re.subn(rf"^{re.escape(DEFAULT_PARAGRAPH_START)}.*$", lambda _: default_paragraph(str(default), note), body,
                           count=1, flags=re.M)
     if not found:
         raise ValueError(f"{path}: no paragraph on `{DEFAULT}/` to replace (export with --default first)")
     if lm_tuned is not None:
         sentence = tuned_sentence(tuned_for_default(lm_tuned), tuned_values(lm_tuned))
-        body, found = re.subn(r"`tuned\.json` holds the LM weight, word bonus and blank penalty tuned on dev for .*?: \{.*\}\.$",
+        body, found = re.subn(rf"{re.escape(TUNED_SENTENCE_START)}.*?: \{{.*\}}\.$",
                               lambda _: sentence, body, count=1, flags=re.M)
         if not found:  # else tuned.json would change while the card still named the old weights
             raise ValueError(f"{path}: no sentence on the tuned LM weights to replace (export the models again)")
