@@ -6,6 +6,12 @@ from log-probability caches already written by ``htr recognize`` (no network is 
 Prints one row per cache, then, for every subset of two or more caches, the greedy scores of the
 mean of their log-probabilities (what ``htr ensemble`` outputs) and of the mean of their
 probabilities.  Caches must hold the same line ids and the same symbols (in any order).
+
+With ``--first-weights 1,1.5,2`` (and a manifest naming each line's writer as ``--refs``) it instead
+weighs the first cache's log-probabilities against the others' (each 1) and prints, per weight, the
+greedy CER on every line, then the CER of leave-one-writer-out: each writer's lines read with the
+weight that was best on all other writers' lines -- whether a weight chosen on dev would carry to
+writers it was not chosen on.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.decoders.greedy import greedy_decode  # noqa: E402
 from pipeline.logits import LogitCache, label_order, load_logits  # noqa: E402
-from pipeline.metrics import ErrorRates, error_rates, read_texts  # noqa: E402
+from data_prep.records import iter_manifest  # noqa: E402
+from pipeline.metrics import ErrorRates, char_edits, error_rates, read_texts  # noqa: E402
 
 
 def aligned(caches: list[LogitCache], names: list[str]) -> list[LogitCache]:
@@ -50,15 +57,77 @@ def greedy_scores(refs: dict[str, str], ids: list[str], matrices, alphabet: list
     return error_rates((refs.get(i, ""), greedy_decode(m, alphabet, blank)) for i, m in zip(ids, matrices))
 
 
+def line_writers(manifest: Path) -> dict[str, str]:
+    """Each line's writer, from a manifest that names one for every line."""
+    if manifest.suffix != ".jsonl":
+        raise ValueError(f"{manifest}: --first-weights needs a manifest (.jsonl) with a writer per line as --refs")
+    writers = {record.id: record.writer for record in iter_manifest(manifest)}
+    unnamed = [line_id for line_id, writer in writers.items() if not writer]
+    if unnamed:
+        raise ValueError(f"{manifest}: {len(unnamed)} lines name no writer (e.g. {unnamed[0]}); "
+                         "rerun 'htr prepare' with --writer-pattern")
+    return writers
+
+
+def weighted_errors(refs: dict[str, str], caches: list[LogitCache], weights: list[float]) -> np.ndarray:
+    """Character errors per (weight of the first cache, line) of the weighted mean log-probabilities."""
+    first = caches[0]
+    errors = np.zeros((len(weights), len(first.ids)))
+    for row, weight in enumerate(weights):
+        shares = np.array([weight] + [1.0] * (len(caches) - 1)) / (weight + len(caches) - 1)
+        for line, line_id in enumerate(first.ids):
+            matrix = sum(share * cache.logprobs[line] for share, cache in zip(shares, caches))
+            errors[row, line] = char_edits(refs.get(line_id, ""), greedy_decode(matrix, first.alphabet, first.blank)).errors
+    return errors
+
+
+def leave_one_writer_out(errors: np.ndarray, line_writer: list[str]) -> tuple[float, list[int]]:
+    """Total errors when each writer's lines take the weight (row) best on the other writers' lines
+    (a tie goes to the row listed first), and the row chosen for each writer."""
+    writer_of = np.array(line_writer)
+    total, chosen = 0.0, []
+    for writer in sorted(set(line_writer)):
+        held_out = writer_of == writer
+        best = int(np.argmin(errors[:, ~held_out].sum(axis=1)))
+        total += errors[best, held_out].sum()
+        chosen.append(best)
+    return total, chosen
+
+
+def print_first_weights(refs_path: Path, refs: dict[str, str], caches: list[LogitCache], names: list[str],
+                        weights: list[float]) -> None:
+    writers = line_writers(refs_path)
+    ids = caches[0].ids
+    chars = sum(char_edits(refs.get(line_id, ""), "").ref for line_id in ids)
+    errors = weighted_errors(refs, caches, weights)
+    print(f"weight of {names[0]} against {', '.join(names[1:])} (each 1), mean log-prob, greedy\n"
+          "| weight | CER, every line |\n|---|---|")
+    for weight, row in zip(weights, errors):
+        print(f"| {weight:g} | {100 * row.sum() / chars:.2f} |")
+    total, chosen = leave_one_writer_out(errors, [writers.get(line_id, "") for line_id in ids])
+    picked = sorted({weights[row] for row in chosen})
+    print(f"leave-one-writer-out ({len(chosen)} writers, weights chosen: {', '.join(f'{w:g}' for w in picked)}): "
+          f"CER {100 * total / chars:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("caches", nargs="+", type=Path, help="log-probability caches (htr recognize --out)")
     parser.add_argument("--refs", type=Path, required=True, help="references: a manifest or id<TAB>text")
+    parser.add_argument("--first-weights", default="",
+                        help="comma-separated weights of the first cache (the others weigh 1): CER per weight "
+                             "and leave-one-writer-out (--refs must be a manifest naming writers)")
     args = parser.parse_args(argv)
     names = [str(path) for path in args.caches]
     try:
         caches = aligned([load_logits(path) for path in args.caches], names)
         refs = read_texts(args.refs)
+        if args.first_weights:
+            weights = [float(w) for w in args.first_weights.split(",")]
+            if len(caches) < 2 or min(weights) < 0:
+                raise ValueError("--first-weights needs two caches or more and weights >= 0")
+            print_first_weights(args.refs, refs, caches, names, weights)
+            return 0
     except (FileNotFoundError, ValueError) as error:
         print(f"ensemble_probe: {error}", file=sys.stderr)
         return 1

@@ -162,6 +162,34 @@ def test_ensemble_probe_scores_each_cache_and_each_combination(tmp_path, capsys)
     assert "other line ids" in capsys.readouterr().err
 
 
+def test_ensemble_probe_weighs_the_first_cache_and_checks_the_weight_on_held_out_writers(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+    from pipeline.logits import save_logits
+    spec = importlib.util.spec_from_file_location("ensemble_probe", Path(__file__).parents[1] / "scripts" / "ensemble_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    right = np.log(np.eye(4)[[1, 0, 2, 2, 0]] * 0.9 + 0.025)  # "ab"
+    wrong = np.log(np.eye(4)[[3, 0, 2, 2, 0]] * 0.6 + 0.1)  # "cb", less sure
+    save_logits(tmp_path / "a.npz", ["l0", "l1"], [right, wrong], ALPHABET)
+    save_logits(tmp_path / "b.npz", ["l0", "l1"], [wrong, right], ALPHABET)
+    manifest = tmp_path / "refs.jsonl"
+    manifest.write_text("".join(json.dumps({"id": i, "image": f"{i}.png", "text": "ab", "writer": w}) + "\n"
+                                for i, w in (("l0", "w0"), ("l1", "w1"))), encoding="utf-8")
+    caches = [str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]
+    assert probe.main(["--refs", str(manifest), "--first-weights", "0,1,9", *caches]) == 0
+    out = capsys.readouterr().out
+    # weight 0: b alone (l0 wrong); 1: the plain mean (both right); 9: nearly a alone (l1 wrong)
+    assert "| 0 | 25.00 |" in out and "| 1 | 0.00 |" in out and "| 9 | 25.00 |" in out
+    # l0 held out, 0 and 1 tie on l1 and the first listed (0) reads l0 wrong: below the best weight's 0.00
+    assert "(2 writers, weights chosen: 0, 1): CER 25.00" in out
+    assert probe.main(["--refs", str(manifest), "--first-weights", "1,0,9", *caches]) == 0
+    assert "(2 writers, weights chosen: 1): CER 0.00" in capsys.readouterr().out
+    (tmp_path / "refs.tsv").write_text("l0\tab\nl1\tab\n", encoding="utf-8")
+    assert probe.main(["--refs", str(tmp_path / "refs.tsv"), "--first-weights", "1,2", *caches]) == 1
+    assert "needs a manifest" in capsys.readouterr().err
+
+
 def test_a_malformed_ensemble_description_is_one_clear_error(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / MODEL_JSON).write_text(json.dumps({"ensemble": [1, None]}))
