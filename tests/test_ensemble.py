@@ -181,7 +181,7 @@ def test_ensemble_probe_weighs_the_first_cache_and_checks_the_weight_on_held_out
     out = capsys.readouterr().out
     # weight 0: b alone (l0 wrong); 1: the plain mean (both right); 9: nearly a alone (l1 wrong)
     assert "| 0 | 25.00 |" in out and "| 1 | 0.00 |" in out and "| 9 | 25.00 |" in out
-    # l0 held out, 0 and 1 tie on l1 and the first listed (0) reads l0 wrong: below the best weight's 0.00
+    # w0 held out, weights 0 and 1 tie on l1 and the first listed (0) then misreads l0: 25.00, worse than weight 1 on all
     assert "(2 writers, weights chosen: 0, 1): CER 25.00" in out
     assert probe.main(["--refs", str(manifest), "--first-weights", "1,0,9", *caches]) == 0
     assert "(2 writers, weights chosen: 1): CER 0.00" in capsys.readouterr().out
