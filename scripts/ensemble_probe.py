@@ -57,16 +57,16 @@ def greedy_scores(refs: dict[str, str], ids: list[str], matrices, alphabet: list
     return error_rates((refs.get(i, ""), greedy_decode(m, alphabet, blank)) for i, m in zip(ids, matrices))
 
 
-def line_writers(manifest: Path) -> dict[str, str]:
-    """Each line's writer, from a manifest that names one for every line."""
+def line_writers(manifest: Path, ids: list[str]) -> list[str]:
+    """The writer of each of ``ids``, from a manifest that names one for each of them."""
     if manifest.suffix != ".jsonl":
         raise ValueError(f"{manifest}: --first-weights needs a manifest (.jsonl) with a writer per line as --refs")
     writers = {record.id: record.writer for record in iter_manifest(manifest)}
-    unnamed = [line_id for line_id, writer in writers.items() if not writer]
+    unnamed = [line_id for line_id in ids if not writers.get(line_id)]
     if unnamed:
-        raise ValueError(f"{manifest}: {len(unnamed)} lines name no writer (e.g. {unnamed[0]}); "
-                         "rerun 'htr prepare' with --writer-pattern")
-    return writers
+        raise ValueError(f"{manifest}: {len(unnamed)} lines of the caches are not there or name no writer (e.g. {unnamed[0]}); "
+                         "give the caches' own manifest, prepared with --writer-pattern")
+    return [writers[line_id] for line_id in ids]
 
 
 def weighted_errors(refs: dict[str, str], caches: list[LogitCache], weights: list[float]) -> np.ndarray:
@@ -74,9 +74,9 @@ def weighted_errors(refs: dict[str, str], caches: list[LogitCache], weights: lis
     first = caches[0]
     errors = np.zeros((len(weights), len(first.ids)))
     for row, weight in enumerate(weights):
-        shares = np.array([weight] + [1.0] * (len(caches) - 1)) / (weight + len(caches) - 1)
+        line_weights = [weight] + [1.0] * (len(caches) - 1)
         for line, line_id in enumerate(first.ids):
-            matrix = sum(share * cache.logprobs[line] for share, cache in zip(shares, caches))
+            matrix = np.average([cache.logprobs[line] for cache in caches], axis=0, weights=line_weights)
             errors[row, line] = char_edits(refs.get(line_id, ""), greedy_decode(matrix, first.alphabet, first.blank)).errors
     return errors
 
@@ -96,15 +96,15 @@ def leave_one_writer_out(errors: np.ndarray, line_writer: list[str]) -> tuple[fl
 
 def print_first_weights(refs_path: Path, refs: dict[str, str], caches: list[LogitCache], names: list[str],
                         weights: list[float]) -> None:
-    writers = line_writers(refs_path)
     ids = caches[0].ids
+    writers = line_writers(refs_path, ids)
     chars = sum(char_edits(refs.get(line_id, ""), "").ref for line_id in ids)
     errors = weighted_errors(refs, caches, weights)
     print(f"weight of {names[0]} against {', '.join(names[1:])} (each 1), mean log-prob, greedy\n"
           "| weight | CER, every line |\n|---|---|")
     for weight, row in zip(weights, errors):
         print(f"| {weight:g} | {100 * row.sum() / chars:.2f} |")
-    total, chosen = leave_one_writer_out(errors, [writers.get(line_id, "") for line_id in ids])
+    total, chosen = leave_one_writer_out(errors, writers)
     picked = sorted({weights[row] for row in chosen})
     print(f"leave-one-writer-out ({len(chosen)} writers, weights chosen: {', '.join(f'{w:g}' for w in picked)}): "
           f"CER {100 * total / chars:.2f}")
@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         caches = aligned([load_logits(path) for path in args.caches], names)
         refs = read_texts(args.refs)
         if args.first_weights:
-            weights = [float(w) for w in args.first_weights.split(",")]
+            try:
+                weights = [float(w) for w in args.first_weights.split(",")]
+            except ValueError:
+                raise ValueError(f"--first-weights {args.first_weights}: comma-separated numbers, e.g. 1,1.5,2") from None
             if len(caches) < 2 or min(weights) < 0:
                 raise ValueError("--first-weights needs two caches or more and weights >= 0")
             print_first_weights(args.refs, refs, caches, names, weights)
