@@ -65,15 +65,16 @@ copiste-interim: setup  ## score and report the Copiste models as they are now (
 COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québec, CC-BY 4.0): contemporary Québec French handwriting, 238 training pages of 186 writers (4,512 lines); dev = 33 pages of 26 other writers (618 lines).
 
 # the shipped default (models/copiste/default): a variant, best (of the variants), or any model folder
-# the default: an ensemble of three annealed CRNNs (one with 256 BLSTM cells), each weight-averaged over
+# the default: an ensemble of three annealed CRNNs (two with 256 BLSTM cells), each weight-averaged over
 # 6-7 further epochs (htr train --init ... --average-from 1), the 256-cell one then averaged again over 8
 # epochs on the ground-truth lines plus the segmenter's crops of the training pages (make copiste-segcrops;
-# the average of the first 7 kept);
+# the average of the first 7 kept), and a snapshot of it (6 more epochs from it, the rate restarted at 1e-3
+# and cosine-annealed to 0: scripts/probe.py snap-lstm256-all);
 # htr ensemble models/copiste-next/crnn-lstm256-plus-seg-swa models/copiste-next/crnn-all-synth-init-swa
-# models/copiste-next/crnn-all-swa --out models/copiste-next/ensemble-3-lstm256-plus-seg; with the LM
+# models/copiste-next/snap-lstm256-all --out models/copiste-next/ensemble-3-snap; with the LM
 # weights tuned on dev for it (every LM decoder's), and the card's paragraph on it (what it is, its scores)
-COPISTE_DEFAULT ?= models/copiste-next/ensemble-3-lstm256-plus-seg
-COPISTE_TUNED ?= reports/decoding/tuned-ensemble-3-lstm256-plus-seg.json
+COPISTE_DEFAULT ?= models/copiste-next/ensemble-3-snap
+COPISTE_TUNED ?= reports/decoding/tuned-ensemble-3-snap.json
 COPISTE_DEFAULT_NOTE ?= configs/copiste-default.md
 COPISTE_DEFAULT_FLAGS = --lm-variant dropout-all --default $(COPISTE_DEFAULT) $(if $(COPISTE_TUNED),--lm-tuned $(COPISTE_TUNED)) $(if $(COPISTE_DEFAULT_NOTE),--default-note $(COPISTE_DEFAULT_NOTE)) --card configs/copiste-card.toml
 copiste-models: setup  ## copy the Copiste models, LM and a model card into models/copiste
