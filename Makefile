@@ -65,7 +65,7 @@ copiste-interim: setup  ## score and report the Copiste models as they are now (
 COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québec, CC-BY 4.0): contemporary Québec French handwriting, 238 training pages of 186 writers (4,512 lines); dev = 33 pages of 26 other writers (618 lines).
 
 # the shipped default (models/copiste/default): a variant, best (of the variants), or any model folder
-# the default: an ensemble of three annealed CRNNs (two with 256 BLSTM cells), each weight-averaged over
+# the default: an ensemble of three annealed CRNNs (two with 256 BLSTM cells): two weight-averaged over
 # 6-7 further epochs (htr train --init ... --average-from 1), the 256-cell one then averaged again over 8
 # epochs on the ground-truth lines plus the segmenter's crops of the training pages (make copiste-segcrops;
 # the average of the first 7 kept), and a snapshot of it (6 more epochs from it, the rate restarted at 1e-3
