@@ -45,8 +45,9 @@ def aligned(caches: list[LogitCache], names: list[str]) -> list[LogitCache]:
     return out
 
 
-def mean_logprobs(members: list[LogitCache], line: int) -> np.ndarray:
-    return np.mean([m.logprobs[line] for m in members], axis=0)
+def mean_logprobs(members: list[LogitCache], line: int, weights: list[float] | None = None) -> np.ndarray:
+    """The members' log-probabilities of one line averaged (equally, or with one weight per member)."""
+    return np.average([m.logprobs[line] for m in members], axis=0, weights=weights)
 
 
 def mean_probs(members: list[LogitCache], line: int) -> np.ndarray:
@@ -74,9 +75,9 @@ def weighted_errors(refs: dict[str, str], caches: list[LogitCache], weights: lis
     first = caches[0]
     errors = np.zeros((len(weights), len(first.ids)))
     for row, weight in enumerate(weights):
-        line_weights = [weight] + [1.0] * (len(caches) - 1)
+        member_weights = [weight] + [1.0] * (len(caches) - 1)
         for line, line_id in enumerate(first.ids):
-            matrix = np.average([cache.logprobs[line] for cache in caches], axis=0, weights=line_weights)
+            matrix = mean_logprobs(caches, line, member_weights)
             errors[row, line] = char_edits(refs.get(line_id, ""), greedy_decode(matrix, first.alphabet, first.blank)).errors
     return errors
 
