@@ -71,7 +71,7 @@ def initial_model(folder: Path, texts: list[str], seed: int) -> InitialModel:
     return InitialModel(config, grown, state, grown[len(alphabet):])
 
 
-REGULARISATION = ("dropout", "dropout_where")  # model flags without weights: a fine-tuning run may set them
+REGULARISATION = ("dropout", "dropout_where", "dropout_layers")  # model flags without weights: a fine-tuning run may set them
 
 
 def take_layout(target: ModelConfig, source: ModelConfig, given: frozenset[str] = frozenset()) -> None:

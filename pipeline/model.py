@@ -63,6 +63,7 @@ class ModelConfig(CliConfig):
     crnn_lstm_layers: int = field(default=2, metadata={"help": "CRNN: number of BLSTM layers"})
     dropout: float = field(default=0.5, metadata={"help": "dropout probability on LSTM outputs"})
     dropout_where: str = field(default="all", metadata={"help": "LSTM layers whose outputs get dropout", "choices": DROPOUT_PLACES})
+    dropout_layers: str = field(default="", metadata={"help": "dropout probability on each LSTM layer's outputs, from the input up (e.g. 0.1,0.25,0.5: less on the narrow low layers), instead of --dropout and --dropout-where"})
 
     def check(self) -> None:
         """Raise ValueError on an inconsistent layout (caught by the CLI as a message)."""
@@ -85,6 +86,8 @@ class ModelConfig(CliConfig):
                              f"got {self.crnn_keep_width}")
         if self.height < 1 or self.max_width < 8:
             raise ValueError("height must be >= 1 and max_width >= 8")
+        if self.dropout_layers:
+            dropout_probs(self)  # raises on a malformed list
 
 
 def model_config_of(config: ModelConfig) -> ModelConfig:
@@ -101,6 +104,28 @@ def conv_widths(config: ModelConfig) -> list[int]:
 def dropout_flags(layers: int, where: str) -> list[bool]:
     """Which of ``layers`` LSTM layers get dropout on their outputs."""
     return [where == "all" or (where == "top" and i == layers - 1) for i in range(layers)]
+
+
+def lstm_layers(config: ModelConfig) -> int:
+    """The number of (2D or 1D) LSTM layers of the network."""
+    return config.crnn_lstm_layers if config.arch == "crnn" else len(int_list(config.mdlstm_hidden))
+
+
+def dropout_probs(config: ModelConfig) -> list[float]:
+    """The dropout probability on each LSTM layer's outputs, from the input up: the list
+    ``dropout_layers`` when given, else ``dropout`` on the layers ``dropout_where`` names."""
+    layers = lstm_layers(config)
+    if not config.dropout_layers:
+        return [config.dropout if drop else 0.0 for drop in dropout_flags(layers, config.dropout_where)]
+    try:
+        probs = [float(part) for part in str(config.dropout_layers).split(",")]
+    except ValueError as error:
+        raise ValueError(f"dropout_layers: expected comma-separated probabilities, got {config.dropout_layers!r}") from error
+    if len(probs) != layers:
+        raise ValueError(f"dropout_layers needs one probability per LSTM layer ({layers}), got {config.dropout_layers!r}")
+    if not all(0.0 <= p < 1.0 for p in probs):
+        raise ValueError(f"dropout_layers: every probability must be in [0, 1), got {config.dropout_layers!r}")
+    return probs
 
 
 def pad_to_multiple(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -190,10 +215,10 @@ class MDLSTMNet(nn.Module):
         self.lstms, self.drops, self.convs = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         channels = config.block_width * config.block_height
         widths = conv_widths(config)
-        for i, (size, drop) in enumerate(zip(hidden, dropout_flags(len(hidden), config.dropout_where))):
+        for i, (size, drop) in enumerate(zip(hidden, dropout_probs(config))):
             self.lstms.append(MDLSTM2d(channels, size, impl=config.mdlstm_impl, init_range=config.mdlstm_init,
                                        forget_bias=config.mdlstm_forget_bias))
-            self.drops.append(dropout_layer(config.dropout) if drop else nn.Identity())
+            self.drops.append(dropout_layer(drop))
             if i < len(convs):
                 window = (config.sub_height, widths[i])
                 self.convs.append(nn.Conv2d(4 * size, convs[i], kernel_size=window, stride=window))
@@ -272,9 +297,7 @@ class CRNN(nn.Module):
         self.lstms = nn.ModuleList(
             nn.LSTM(features if i == 0 else 2 * hidden, hidden, bidirectional=True)
             for i in range(config.crnn_lstm_layers))
-        self.drops = nn.ModuleList(
-            dropout_layer(config.dropout) if drop else nn.Identity()
-            for drop in dropout_flags(config.crnn_lstm_layers, config.dropout_where))
+        self.drops = nn.ModuleList(dropout_layer(p) for p in dropout_probs(config))
         self.output = nn.Linear(2 * hidden, num_classes)
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,7 +61,8 @@ def model_entry(folder: Path, scores: list[tuple[str, float, float]], default: b
     return {
         "name": folder.name, "path": folder.name, "default": default,
         "architecture": {"arch": config.get("arch"), **{k: config[k] for k in ARCH_KEYS.get(config.get("arch"), ()) if config.get(k) not in (None, "")},
-                         "dropout": config.get("dropout"), "dropout_where": config.get("dropout_where")},
+                         "dropout": config.get("dropout"), "dropout_where": config.get("dropout_where"),
+                         **({"dropout_layers": config["dropout_layers"]} if config.get("dropout_layers") else {})},
         "training": {"epochs": len(metrics), "max_epochs": train.get("max_epochs"), "best_epoch": best["epoch"],
                      "best_dev_cer": round(float(best["dev_cer"]), 2), "optimizer": train.get("optimizer"),
                      "lr": train.get("lr"), "batch_size": train.get("batch_size"), "seed": train.get("seed"),

@@ -104,6 +104,24 @@ def test_top_dropout_is_only_on_the_last_lstm():
     assert [isinstance(d, FastDropout) for d in model.drops] == [False, False, True]
 
 
+@pytest.mark.parametrize("arch,probs", [("mdlstm", "0.1,0,0.5"), ("crnn", "0.2,0.5")])
+def test_dropout_layers_sets_each_lstm_layers_probability(arch, probs):
+    """--dropout-layers gives each LSTM layer its own p (0: none), overriding --dropout-where."""
+    model = build_model(tiny(arch, dropout_where="none", dropout_layers=probs), 5)
+    expected = [float(p) for p in probs.split(",")]
+    assert [d.p if isinstance(d, FastDropout) else 0.0 for d in model.drops] == expected
+
+
+@pytest.mark.parametrize("arch,probs,message", [
+    ("mdlstm", "0.5,0.5", "one probability per LSTM layer \\(3\\)"),
+    ("crnn", "0.1,0.2,0.3", "one probability per LSTM layer \\(2\\)"),
+    ("mdlstm", "0.1,x,0.5", "comma-separated probabilities"),
+    ("mdlstm", "0.1,0.2,1.0", "must be in \\[0, 1\\)")])
+def test_malformed_dropout_layers_is_refused_with_the_reason(arch, probs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(arch, dropout_layers=probs).check()
+
+
 def test_sizes_are_configurable_and_checked():
     small = count_parameters(build_model(tiny("mdlstm"), 5))
     large = count_parameters(build_model(tiny("mdlstm", mdlstm_hidden="4,6,8"), 5))

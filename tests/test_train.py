@@ -238,6 +238,9 @@ def test_fine_tuning_keeps_the_dropout_flags_given_and_refuses_another_layout(ti
     config = load_model_folder(chosen)[1]
     assert (config.dropout_where, config.dropout) == ("none", 0.2)
     assert config.mdlstm_hidden == load_model_folder(base)[1].mdlstm_hidden
+    per_layer = tmp_path / "per-layer"
+    assert train_module.main([*common, "--out", str(per_layer), "--dropout-layers", "0,0.1,0.3"]) == 0
+    assert load_model_folder(per_layer)[1].dropout_layers == "0,0.1,0.3"
     capsys.readouterr()
     hidden = load_model_folder(base)[1].mdlstm_hidden
     assert train_module.main([*common, "--out", str(tmp_path / "wider"), "--mdlstm-hidden", "2,3,9"]) == 1
@@ -246,6 +249,12 @@ def test_fine_tuning_keeps_the_dropout_flags_given_and_refuses_another_layout(ti
     assert "Traceback" not in err and not (tmp_path / "wider" / "model.json").exists()
     # the base model's own value, given again, is no conflict
     assert train_module.main([*common, "--out", str(tmp_path / "same"), "--mdlstm-hidden", hidden]) == 0
+
+
+def test_a_dropout_list_of_the_wrong_length_is_one_line(tiny, tmp_path, capsys):
+    assert run_train(tiny, tmp_path / "out", "--dropout-layers", "0.5") == 1
+    err = capsys.readouterr().err
+    assert "one probability per LSTM layer" in err and "Traceback" not in err
 
 
 def test_fine_tuning_from_a_missing_folder_is_one_line(tiny, tmp_path, capsys):
