@@ -3,6 +3,7 @@
     .venv/bin/python scripts/probe.py NAME --epochs 10 [--threads 1] -- [htr train flags]
     .venv/bin/python scripts/probe.py --summary          # table + plot from what is there
     .venv/bin/python scripts/probe.py NAME --record MODEL_DIR -- [its flags]   # a training run elsewhere
+    .venv/bin/python scripts/probe.py --compare A B [...] --plot reports/probes/A-vs-B.png
 
 Each probe trains with ``htr train`` into ``work/probes/NAME`` (checkpoints stay there, out
 of git; rerun the same command to continue an interrupted probe) on the Copiste line manifests
@@ -13,7 +14,9 @@ Results go to ``reports/probes/`` (committed):
   CPU-minutes (training seconds x threads; the dev evaluation is not counted);
 - ``NAME.json``: the flags and the command, so any probe can be rerun;
 - ``summary.md``: one row per probe: its flags, dev CER at epochs 5 / 10 / 20, CPU-minutes;
-- ``probes.png``: dev CER against epoch and against CPU-minutes, every probe overlaid.
+- ``probes.png``: dev CER against epoch and against CPU-minutes, every probe overlaid;
+- ``--compare``: a plot of a few named probes only, dev CER and training loss per epoch (does
+  one fit its training lines better yet read dev worse?).
 
 A probe's flags must not change once it has started (``htr train --resume`` refuses model
 flags that differ); give a changed recipe a new name.  A probe whose epochs are recorded in
@@ -155,6 +158,39 @@ def plot(probes: dict, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def plot_comparison(names: list[str], path: Path) -> str | None:
+    """Dev CER and training loss per epoch of the probes ``names``, side by side; returns an
+    error message naming a probe that has no record, else None."""
+    probes = read_probes()
+    missing = [name for name in names if name not in probes]
+    if missing:
+        return f"probe: no record of {', '.join(missing)} in {REPORTS} (known: {', '.join(probes) or 'none'})"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cer_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in names:
+        rows = probes[name][1]
+        epochs = [row["epoch"] for row in rows]
+        best = min(rows, key=lambda row: row["dev_cer"])
+        line, = cer_axis.plot(epochs, [row["dev_cer"] for row in rows], label=f"{name} (best {best['dev_cer']:.1f} @ {int(best['epoch'])})")
+        cer_axis.plot([best["epoch"]], [best["dev_cer"]], "o", color=line.get_color())
+        loss_axis.plot(epochs, [row["train_loss"] for row in rows], color=line.get_color(), label=name)
+    cer_axis.set(xlabel="epoch", ylabel="dev CER (%), greedy", title="dev CER per epoch")
+    loss_axis.set(xlabel="epoch", ylabel="training CTC loss per target character\n(as trained: dropout on)", title="training loss per epoch")
+    for axis in (cer_axis, loss_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return None
+
+
 @contextmanager
 def _one_summary_at_a_time():
     """Two probes that finish at the same moment each rebuild the table from the files they
@@ -197,7 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart", action="store_true",
                         help="train NAME from the start although reports/probes records epochs of it whose "
                              "checkpoint is gone (its record is replaced)")
+    parser.add_argument("--compare", nargs="+", metavar="PROBE",
+                        help="train nothing: plot these probes' dev CER and training loss per epoch into --plot")
+    parser.add_argument("--plot", type=Path, help="the PNG that --compare writes")
     args = parser.parse_args(own)
+    if args.compare:
+        if args.plot is None:
+            parser.error("--compare needs --plot FILE.png")
+        error = plot_comparison(args.compare, args.plot)
+        print(error or f"{', '.join(args.compare)} -> {args.plot}", file=sys.stderr)
+        return 1 if error else 0
     if args.summary or not args.name:
         write_summary()
         return 0

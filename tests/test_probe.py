@@ -62,6 +62,19 @@ def test_probe_files_summary_and_plot(probe):
     assert (probe.REPORTS / "probes.png").stat().st_size > 1000
 
 
+def test_compare_plots_named_probes_and_names_a_missing_one(probe, tmp_path, capsys):
+    fake_run(probe, "none", [100, 80, 60, 65, 70], seconds=60)
+    fake_run(probe, "all", [100, 85, 70, 62, 58], seconds=60)
+    for name in ("none", "all"):
+        probe.write_probe(name, 1, [], ["htr", "train"])
+    out = tmp_path / "cmp.png"
+    assert probe.main(["--compare", "none", "all", "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert probe.main(["--compare", "none", "nope", "--plot", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert "no record of nope" in err and "Traceback" not in err and not (tmp_path / "x.png").exists()
+
+
 def test_a_summary_waits_for_one_being_written(probe):
     """Two probes recording at once: the second rebuilds the table after the first has
     written it, from every probe's files, instead of racing it."""
