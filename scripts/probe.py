@@ -240,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         if args.plot is None:
             parser.error("--compare needs --plot FILE.png")
-        error = plot_comparison(args.compare, args.plot)
+        try:
+            error = plot_comparison(args.compare, args.plot)
+        except OSError as failure:
+            error = f"probe: cannot write {args.plot}: {failure.strerror or failure}"
         print(error or f"{', '.join(args.compare)} -> {args.plot}", file=sys.stderr)
         return 1 if error else 0
     if args.summary or not args.name:

@@ -73,6 +73,10 @@ def test_compare_plots_named_probes_and_names_a_missing_one(probe, tmp_path, cap
     assert probe.main(["--compare", "none", "nope", "--plot", str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err
     assert "no record of nope" in err and "Traceback" not in err and not (tmp_path / "x.png").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert probe.main(["--compare", "none", "--plot", str(blocker / "x.png")]) == 1  # a file where a folder should be
+    assert "cannot write" in capsys.readouterr().err
 
 
 def test_a_summary_waits_for_one_being_written(probe):
