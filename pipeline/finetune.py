@@ -88,6 +88,8 @@ def take_layout(target: ModelConfig, source: ModelConfig, given: frozenset[str] 
                              "and a fine-tuning run keeps its layout; drop the flag, or train a new model "
                              "without --init")
         setattr(target, name, theirs)
+    if {"dropout", "dropout_where"} & given and "dropout_layers" not in given:
+        target.dropout_layers = ""  # a per-layer list inherited from the base would override the flags given
 
 
 # ---------------------------------------------------------------- training only the upper layers

@@ -241,6 +241,13 @@ def test_fine_tuning_keeps_the_dropout_flags_given_and_refuses_another_layout(ti
     per_layer = tmp_path / "per-layer"
     assert train_module.main([*common, "--out", str(per_layer), "--dropout-layers", "0,0.1,0.3"]) == 0
     assert load_model_folder(per_layer)[1].dropout_layers == "0,0.1,0.3"
+    # dropout flags given on a base with a per-layer list: the flags given apply, not the inherited list
+    common_from_list = [*common[:common.index("--init") + 1], str(per_layer), *common[common.index("--init") + 2:]]
+    assert train_module.main([*common_from_list, "--out", str(tmp_path / "flags"), "--dropout-where", "top"]) == 0
+    config = load_model_folder(tmp_path / "flags")[1]
+    assert (config.dropout_layers, config.dropout_where) == ("", "top")
+    assert train_module.main([*common_from_list, "--out", str(tmp_path / "kept")]) == 0
+    assert load_model_folder(tmp_path / "kept")[1].dropout_layers == "0,0.1,0.3"
     capsys.readouterr()
     hidden = load_model_folder(base)[1].mdlstm_hidden
     assert train_module.main([*common, "--out", str(tmp_path / "wider"), "--mdlstm-hidden", "2,3,9"]) == 1
