@@ -127,6 +127,16 @@ def summary_table(probes: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save_png(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()  # a unique temp file per writer: two probes may record at the same moment
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def plot(probes: dict, path: Path) -> None:
     import matplotlib
 
@@ -152,10 +162,7 @@ def plot(probes: dict, path: Path) -> None:
     handles, labels = by_epoch.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
-    buffer = io.BytesIO()  # a unique temp file per writer: two probes may record at the same moment
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(fig, path)
 
 
 def plot_comparison(names: list[str], path: Path) -> str | None:
@@ -184,10 +191,7 @@ def plot_comparison(names: list[str], path: Path) -> str | None:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(fig, path)
     return None
 
 
