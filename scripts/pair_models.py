@@ -1,0 +1,167 @@
+"""Paired comparison of two model folders on the same lines: how many fewer character (and word)
+errors model A's greedy output makes than model B's, with a paired-bootstrap 95% interval.
+
+    .venv/bin/python scripts/pair_models.py A B --manifest work/copiste/dev/manifest.jsonl \
+        [--manifest work/copiste/dev/rest.jsonl ...] [--out reports/probes/A-vs-B.json] [--threads 1]
+
+For each model and manifest: ``htr recognize`` + ``htr decode --decoder greedy`` + ``htr evaluate
+--bootstrap 1000``, kept in ``work/pairs/MODEL/MANIFEST.{npz,tsv,json}`` and reused while newer than
+the model's files and the manifest (so comparing C against A later recognizes only C).  Then
+``htr evaluate --hyp A --against B`` per manifest (``work/pairs/A--vs--B/MANIFEST.json``, with every
+line).  Prints one line per manifest; ``--out`` writes the comparison (models, manifests, each
+model's CER/WER with intervals, the reductions with intervals, the commands) without per-line rows.
+
+A model folder is anything ``htr recognize --model`` reads: a probe's ``work/probes/NAME`` (its
+best epoch), a released ``models/copiste/VARIANT``, an ensemble folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.files import atomic_write_text  # noqa: E402
+from pipeline.folders import MODEL_JSON, model_files  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "work" / "pairs"
+BOOTSTRAP = 1000
+IN_PROCESS = False  # run the htr commands in this process (the tests), not as subprocesses
+
+
+def htr(args: list[str]) -> None:
+    """Run ``htr ARGS`` (a subprocess from the repository root, or in this process)."""
+    print("+ htr " + " ".join(args), file=sys.stderr, flush=True)
+    if IN_PROCESS:
+        from pipeline.cli import main
+        code = main(args)
+    else:
+        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT).returncode
+    if code:
+        raise SystemExit(f"htr {args[0]} failed (exit status {code})")
+
+
+def slug(path: Path) -> str:
+    """A folder name for a path: relative to the repository where it lies inside it, '/' -> '+'."""
+    path = Path(path).resolve()
+    try:
+        path = path.relative_to(ROOT)
+    except ValueError:
+        pass
+    name = path.as_posix().strip("/")
+    return name[: -len(".jsonl")].replace("/", "+") if name.endswith(".jsonl") else name.replace("/", "+")
+
+
+def is_fresh(result: Path, inputs: list[Path]) -> bool:
+    """``result`` exists and is newer than every input."""
+    return result.is_file() and all(result.stat().st_mtime > path.stat().st_mtime for path in inputs)
+
+
+def greedy_outputs(model: Path, manifest: Path, threads: int) -> tuple[Path, dict]:
+    """The greedy transcription (TSV) of ``model`` on ``manifest`` and its evaluation, cached."""
+    folder = WORK / slug(model)
+    stem = slug(manifest)
+    logits, hyp, result = (folder / f"{stem}{suffix}" for suffix in (".npz", ".tsv", ".json"))
+    if not is_fresh(result, [*model_files(model), manifest]):
+        folder.mkdir(parents=True, exist_ok=True)
+        htr(["recognize", "--model", str(model), "--manifest", str(manifest), "--out", str(logits),
+             "--threads", str(threads), "--quiet"])
+        htr(["decode", "--decoder", "greedy", "--logits", str(logits), "--out", str(hyp)])
+        htr(["evaluate", "--ref", str(manifest), "--hyp", str(hyp), "--bootstrap", str(BOOTSTRAP),
+             "--out", str(result)])
+    return hyp, json.loads(result.read_text(encoding="utf-8"))
+
+
+def scores(evaluation: dict) -> dict:
+    """CER and WER in percent with their intervals, and the counts behind them."""
+    def pct(value: float) -> float:
+        return round(100 * value, 2)
+    return {"cer": pct(evaluation["cer"]), "cer_ci95": [pct(x) for x in evaluation["cer_ci95"]],
+            "wer": pct(evaluation["wer"]), "wer_ci95": [pct(x) for x in evaluation["wer_ci95"]],
+            "char_errors": evaluation["chars"]["errors"], "chars": evaluation["chars"]["ref"],
+            "lines": evaluation["lines"]}
+
+
+def reduction(against: dict, unit: str) -> dict:
+    """``htr evaluate --against``'s relative reduction of ``unit`` errors, in percent."""
+    found = against[unit]
+    return {key: round(100 * found[key], 1) for key in ("reduction", "low", "high")}
+
+
+def compare(model_a: Path, model_b: Path, manifest: Path, threads: int) -> dict:
+    """A against B on one manifest."""
+    hyp_a, eval_a = greedy_outputs(model_a, manifest, threads)
+    hyp_b, eval_b = greedy_outputs(model_b, manifest, threads)
+    out = WORK / f"{slug(model_a)}--vs--{slug(model_b)}" / f"{slug(manifest)}.json"
+    if not is_fresh(out, [hyp_a, hyp_b]):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        htr(["evaluate", "--ref", str(manifest), "--hyp", str(hyp_a), "--against", str(hyp_b),
+             "--bootstrap", str(BOOTSTRAP), "--out", str(out)])
+    against = json.loads(out.read_text(encoding="utf-8"))["against"]
+    return {"manifest": str(manifest), "a": scores(eval_a), "b": scores(eval_b),
+            "cer_reduction": reduction(against, "cer"), "wer_reduction": reduction(against, "wer"),
+            "paired": str(out)}
+
+
+def summary_line(row: dict) -> str:
+    a, b, cut = row["a"], row["b"], row["cer_reduction"]
+    direction = "fewer" if cut["reduction"] >= 0 else "more"
+    return (f"{row['manifest']} ({a['lines']} lines): CER {a['cer']:.2f} {a['cer_ci95']} against "
+            f"{b['cer']:.2f} {b['cer_ci95']}: A makes {abs(cut['reduction']):.1f}% {direction} character "
+            f"errors, paired 95% [{cut['low']:.1f}, {cut['high']:.1f}]; WER {a['wer']:.2f} against {b['wer']:.2f} "
+            f"({row['wer_reduction']['reduction']:+.1f}% fewer word errors)")
+
+
+def check_inputs(models: list[Path], manifests: list[Path]) -> str | None:
+    """The first problem with the inputs, as one line; None when they can be read."""
+    for model in models:
+        if not (model / MODEL_JSON).is_file():
+            return f"{model}: not a model folder (no {MODEL_JSON}); give a folder written by htr train or htr ensemble"
+    for manifest in manifests:
+        if not manifest.is_file():
+            return f"{manifest}: no such manifest (make copiste-data writes work/copiste/*/manifest.jsonl)"
+    return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_a", type=Path, help="model folder A (the one expected to make fewer errors)")
+    parser.add_argument("model_b", type=Path, help="model folder B (the baseline)")
+    parser.add_argument("--manifest", type=Path, action="append", required=True,
+                        help="line manifest to compare on (repeat for several)")
+    parser.add_argument("--out", type=Path, help="write the comparison as JSON here")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of htr recognize")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    problem = check_inputs([args.model_a, args.model_b], args.manifest)
+    if problem:
+        print(f"pair_models: {problem}", file=sys.stderr)
+        return 1
+    rows = [compare(args.model_a, args.model_b, manifest, args.threads) for manifest in args.manifest]
+    for row in rows:
+        print(summary_line(row))
+    if args.out:
+        command = "scripts/pair_models.py " + " ".join(
+            [str(args.model_a), str(args.model_b)] + [f"--manifest {m}" for m in args.manifest])
+        report = {"a": str(args.model_a), "b": str(args.model_b), "decoder": "greedy",
+                  "bootstrap": BOOTSTRAP, "command": command, "comparisons": rows}
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(args.out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        except OSError as error:
+            print(f"pair_models: cannot write {args.out}: {error.strerror}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
