@@ -2,14 +2,18 @@
 errors model A's greedy output makes than model B's, with a paired-bootstrap 95% interval.
 
     .venv/bin/python scripts/pair_models.py A B --manifest work/copiste/dev/manifest.jsonl \
-        [--manifest work/copiste/dev/rest.jsonl ...] [--out reports/probes/A-vs-B.json] [--threads 1]
+        [--subset work/copiste/dev/rest.jsonl ...] [--manifest work/copiste/train/eighth.jsonl ...] \
+        [--out reports/probes/A-vs-B.json] [--threads 1]
 
 For each model and manifest: ``htr recognize`` + ``htr decode --decoder greedy`` + ``htr evaluate
 --bootstrap 1000``, kept in ``work/pairs/MODEL/MANIFEST.{npz,tsv,json}`` and reused while newer than
 the model's files and the manifest (so comparing C against A later recognizes only C).  Then
 ``htr evaluate --hyp A --against B`` per manifest (``work/pairs/A--vs--B/MANIFEST.json``, with every
-line).  Prints one line per manifest; ``--out`` writes the comparison (models, manifests, each
-model's CER/WER with intervals, the reductions with intervals, the commands) without per-line rows.
+line).  A ``--subset`` (e.g. the dev lines not used to choose an epoch) is scored from the outputs on
+the first manifest: an MDLSTM reads a line a little differently in other company (its right-to-left
+scans start at the batch's padded right edge), so reading the subset again would change the
+numbers.  Prints one line per comparison; ``--out`` writes them (models, manifests, each model's
+CER/WER with intervals, the reductions with intervals, the command) without per-line rows.
 
 A model folder is anything ``htr recognize --model`` reads: a probe's ``work/probes/NAME`` (its
 best epoch), a released ``models/copiste/VARIANT``, an ensemble folder.
@@ -17,6 +21,7 @@ best epoch), a released ``models/copiste/VARIANT``, an ensemble folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -34,13 +39,15 @@ IN_PROCESS = False  # run the htr commands in this process (the tests), not as s
 
 
 def htr(args: list[str]) -> None:
-    """Run ``htr ARGS`` (a subprocess from the repository root, or in this process)."""
+    """Run ``htr ARGS`` (a subprocess from the repository root, or in this process); its output goes
+    to stderr, so that stdout holds only the comparisons."""
     print("+ htr " + " ".join(args), file=sys.stderr, flush=True)
     if IN_PROCESS:
         from pipeline.cli import main
-        code = main(args)
+        with contextlib.redirect_stdout(sys.stderr):
+            code = main(args)
     else:
-        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT).returncode
+        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, stdout=sys.stderr).returncode
     if code:
         raise SystemExit(f"htr {args[0]} failed (exit status {code})")
 
@@ -61,19 +68,28 @@ def is_fresh(result: Path, inputs: list[Path]) -> bool:
     return result.is_file() and all(result.stat().st_mtime > path.stat().st_mtime for path in inputs)
 
 
-def greedy_outputs(model: Path, manifest: Path, threads: int) -> tuple[Path, dict]:
-    """The greedy transcription (TSV) of ``model`` on ``manifest`` and its evaluation, cached."""
+def greedy_transcription(model: Path, manifest: Path, threads: int) -> Path:
+    """The greedy transcription (TSV) of ``model`` on every line of ``manifest``, cached."""
     folder = WORK / slug(model)
-    stem = slug(manifest)
-    logits, hyp, result = (folder / f"{stem}{suffix}" for suffix in (".npz", ".tsv", ".json"))
-    if not is_fresh(result, [*model_files(model), manifest]):
+    logits, hyp = folder / f"{slug(manifest)}.npz", folder / f"{slug(manifest)}.tsv"
+    if not is_fresh(hyp, [*model_files(model), manifest]):
         folder.mkdir(parents=True, exist_ok=True)
         htr(["recognize", "--model", str(model), "--manifest", str(manifest), "--out", str(logits),
              "--threads", str(threads), "--quiet"])
         htr(["decode", "--decoder", "greedy", "--logits", str(logits), "--out", str(hyp)])
-        htr(["evaluate", "--ref", str(manifest), "--hyp", str(hyp), "--bootstrap", str(BOOTSTRAP),
-             "--out", str(result)])
-    return hyp, json.loads(result.read_text(encoding="utf-8"))
+    return hyp
+
+
+def evaluation(ref: Path, hyp: Path, out: Path, against: Path | None = None) -> dict:
+    """``htr evaluate`` of ``hyp`` on the lines of ``ref`` (optionally ``--against`` a second
+    hypothesis), cached in ``out`` while newer than its inputs."""
+    inputs = [ref, hyp] + ([against] if against else [])
+    if not is_fresh(out, inputs):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        extra = ["--against", str(against)] if against else []
+        htr(["evaluate", "--ref", str(ref), "--hyp", str(hyp), *extra, "--bootstrap", str(BOOTSTRAP),
+             "--out", str(out)])
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 def scores(evaluation: dict) -> dict:
@@ -89,42 +105,62 @@ def scores(evaluation: dict) -> dict:
 def reduction(against: dict, unit: str) -> dict:
     """``htr evaluate --against``'s relative reduction of ``unit`` errors, in percent."""
     found = against[unit]
-    return {key: round(100 * found[key], 1) for key in ("reduction", "low", "high")}
+    return {key: round(100 * found[key], 1) + 0.0 for key in ("reduction", "low", "high")}  # + 0.0: no "-0.0"
 
 
-def compare(model_a: Path, model_b: Path, manifest: Path, threads: int) -> dict:
-    """A against B on one manifest."""
-    hyp_a, eval_a = greedy_outputs(model_a, manifest, threads)
-    hyp_b, eval_b = greedy_outputs(model_b, manifest, threads)
-    out = WORK / f"{slug(model_a)}--vs--{slug(model_b)}" / f"{slug(manifest)}.json"
-    if not is_fresh(out, [hyp_a, hyp_b]):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        htr(["evaluate", "--ref", str(manifest), "--hyp", str(hyp_a), "--against", str(hyp_b),
-             "--bootstrap", str(BOOTSTRAP), "--out", str(out)])
-    against = json.loads(out.read_text(encoding="utf-8"))["against"]
-    return {"manifest": str(manifest), "a": scores(eval_a), "b": scores(eval_b),
-            "cer_reduction": reduction(against, "cer"), "wer_reduction": reduction(against, "wer"),
-            "paired": str(out)}
+def compare(model_a: Path, model_b: Path, manifest: Path, threads: int,
+            subsets: tuple[Path, ...] = ()) -> list[dict]:
+    """A against B on ``manifest``, then on the lines of each subset manifest as read within
+    ``manifest`` (an MDLSTM's output for a line depends a little on the lines batched with it,
+    so a subset is scored from the same outputs rather than recognized again)."""
+    hyp_a = greedy_transcription(model_a, manifest, threads)
+    hyp_b = greedy_transcription(model_b, manifest, threads)
+    rows = []
+    for ref in (manifest, *subsets):
+        name = slug(manifest) if ref == manifest else f"{slug(manifest)}@{slug(ref)}"
+        eval_a = evaluation(ref, hyp_a, WORK / slug(model_a) / f"{name}.json")
+        eval_b = evaluation(ref, hyp_b, WORK / slug(model_b) / f"{name}.json")
+        paired = WORK / f"{slug(model_a)}--vs--{slug(model_b)}" / f"{name}.json"
+        against = evaluation(ref, hyp_a, paired, against=hyp_b)["against"]
+        rows.append({"manifest": str(ref), "read_within": str(manifest), "a": scores(eval_a), "b": scores(eval_b),
+                     "cer_reduction": reduction(against, "cer"), "wer_reduction": reduction(against, "wer"),
+                     "paired": str(paired)})
+    return rows
+
+
+def fewer(cut: dict) -> str:
+    """'12.3% fewer' or '4.5% more'."""
+    return f"{abs(cut['reduction']):.1f}% {'fewer' if cut['reduction'] >= 0 else 'more'}"
 
 
 def summary_line(row: dict) -> str:
     a, b, cut = row["a"], row["b"], row["cer_reduction"]
-    direction = "fewer" if cut["reduction"] >= 0 else "more"
     return (f"{row['manifest']} ({a['lines']} lines): CER {a['cer']:.2f} {a['cer_ci95']} against "
-            f"{b['cer']:.2f} {b['cer_ci95']}: A makes {abs(cut['reduction']):.1f}% {direction} character "
-            f"errors, paired 95% [{cut['low']:.1f}, {cut['high']:.1f}]; WER {a['wer']:.2f} against {b['wer']:.2f} "
-            f"({row['wer_reduction']['reduction']:+.1f}% fewer word errors)")
+            f"{b['cer']:.2f} {b['cer_ci95']}: A makes {fewer(cut)} character errors, paired 95% "
+            f"[{cut['low']:.1f}, {cut['high']:.1f}]; WER {a['wer']:.2f} against {b['wer']:.2f}: "
+            f"{fewer(row['wer_reduction'])} word errors")
 
 
-def check_inputs(models: list[Path], manifests: list[Path]) -> str | None:
+def check_inputs(models: list[Path], manifests: list[Path], subsets: list[Path]) -> str | None:
     """The first problem with the inputs, as one line; None when they can be read."""
     for model in models:
         if not (model / MODEL_JSON).is_file():
             return f"{model}: not a model folder (no {MODEL_JSON}); give a folder written by htr train or htr ensemble"
-    for manifest in manifests:
+    for manifest in manifests + subsets:
         if not manifest.is_file():
             return f"{manifest}: no such manifest (make copiste-data writes work/copiste/*/manifest.jsonl)"
+    if subsets:
+        lines = set(line_ids(manifests[0]))
+        for subset in subsets:
+            outside = [line for line in line_ids(subset) if line not in lines]
+            if outside:
+                return (f"{subset}: {len(outside)} lines are not in {manifests[0]} (e.g. {outside[0]}); "
+                        "a --subset must be a part of the first --manifest")
     return None
+
+
+def line_ids(manifest: Path) -> list[str]:
+    return [json.loads(row)["id"] for row in manifest.read_text(encoding="utf-8").splitlines() if row.strip()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -134,6 +170,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model_b", type=Path, help="model folder B (the baseline)")
     parser.add_argument("--manifest", type=Path, action="append", required=True,
                         help="line manifest to compare on (repeat for several)")
+    parser.add_argument("--subset", type=Path, action="append", default=[],
+                        help="also compare on the lines of this manifest, a part of the first --manifest, "
+                             "scored from the outputs on that manifest (repeat for several)")
     parser.add_argument("--out", type=Path, help="write the comparison as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of htr recognize")
     return parser.parse_args(argv)
@@ -141,16 +180,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    problem = check_inputs([args.model_a, args.model_b], args.manifest)
+    try:
+        problem = check_inputs([args.model_a, args.model_b], args.manifest, args.subset)
+    except (OSError, ValueError, KeyError) as error:
+        problem = f"cannot read the line ids of a manifest: {error!r}"
     if problem:
         print(f"pair_models: {problem}", file=sys.stderr)
         return 1
-    rows = [compare(args.model_a, args.model_b, manifest, args.threads) for manifest in args.manifest]
+    rows = [row for number, manifest in enumerate(args.manifest)
+            for row in compare(args.model_a, args.model_b, manifest, args.threads,
+                               tuple(args.subset) if number == 0 else ())]
     for row in rows:
         print(summary_line(row))
     if args.out:
         command = "scripts/pair_models.py " + " ".join(
-            [str(args.model_a), str(args.model_b)] + [f"--manifest {m}" for m in args.manifest])
+            [str(args.model_a), str(args.model_b)] + [f"--manifest {m}" for m in args.manifest]
+            + [f"--subset {m}" for m in args.subset])
         report = {"a": str(args.model_a), "b": str(args.model_b), "decoder": "greedy",
                   "bootstrap": BOOTSTRAP, "command": command, "comparisons": rows}
         try:

@@ -69,7 +69,7 @@ def test_the_reduction_is_the_share_of_b_errors_that_a_does_not_make(pair, tmp_p
 def test_a_model_against_itself_reduces_nothing(pair, tmp_path):
     manifest = _manifest(tmp_path / "data")
     a = _model(tmp_path / "a", 1)
-    row = pair.compare(a, a, manifest, 1)
+    [row] = pair.compare(a, a, manifest, 1)
     assert row["cer_reduction"] == {"reduction": 0.0, "low": 0.0, "high": 0.0}
 
 
@@ -88,6 +88,24 @@ def test_outputs_are_reused_until_the_model_changes(pair, tmp_path, monkeypatch)
     assert calls == ["recognize", "decode", "evaluate", "evaluate"]  # A again, then the pairing
 
 
+def test_a_subset_is_scored_from_the_outputs_on_the_whole_manifest(pair, tmp_path, monkeypatch):
+    manifest = _manifest(tmp_path / "data")
+    subset = tmp_path / "data" / "subset.jsonl"
+    subset.write_text("".join(manifest.read_text().splitlines(keepends=True)[1:4]), encoding="utf-8")
+    a, b = _model(tmp_path / "a", 1), _model(tmp_path / "b", 2)
+    out = tmp_path / "a-vs-b.json"
+    assert pair.main([str(a), str(b), "--manifest", str(manifest), "--subset", str(subset), "--out", str(out)]) == 0
+    whole, part = json.loads(out.read_text())["comparisons"]
+    assert (whole["a"]["lines"], part["a"]["lines"]) == (5, 3)
+    assert part["a"]["chars"] == 2 + 3 + 4 and part["read_within"] == str(manifest)
+    # the subset's lines as read within the whole manifest: the same transcriptions, no new recognition
+    hyp = dict(row.split("\t", 1) for row in (pair.WORK / pair.slug(a) / f"{pair.slug(manifest)}.tsv")
+               .read_text().splitlines())
+    per_line = json.loads((pair.WORK / pair.slug(a) / f"{pair.slug(manifest)}@{pair.slug(subset)}.json").read_text())
+    assert {line["id"]: line["hyp"] for line in per_line["per_line"]} == {f"l{k}": hyp[f"l{k}"] for k in (1, 2, 3)}
+    assert "--subset" in json.loads(out.read_text())["command"]
+
+
 def test_bad_inputs_are_one_line(pair, tmp_path, capsys):
     manifest = _manifest(tmp_path / "data")
     a = _model(tmp_path / "a", 1)
@@ -95,3 +113,7 @@ def test_bad_inputs_are_one_line(pair, tmp_path, capsys):
     assert "not a model folder" in capsys.readouterr().err
     assert pair.main([str(a), str(a), "--manifest", str(tmp_path / "missing.jsonl")]) == 1
     assert "no such manifest" in capsys.readouterr().err
+    stranger = tmp_path / "stranger.jsonl"
+    stranger.write_text(json.dumps({"id": "elsewhere", "image": "x.png", "text": "a"}) + "\n", encoding="utf-8")
+    assert pair.main([str(a), str(a), "--manifest", str(manifest), "--subset", str(stranger)]) == 1
+    assert "not in" in capsys.readouterr().err
