@@ -160,7 +160,15 @@ def check_inputs(models: list[Path], manifests: list[Path], subsets: list[Path])
 
 
 def line_ids(manifest: Path) -> list[str]:
-    return [json.loads(row)["id"] for row in manifest.read_text(encoding="utf-8").splitlines() if row.strip()]
+    """The ``id`` of every record of a JSONL manifest; ValueError naming the file and line otherwise."""
+    ids = []
+    for number, row in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        if row.strip():
+            try:
+                ids.append(str(json.loads(row)["id"]))
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{manifest}:{number}: not a manifest record with an id") from None
+    return ids
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -182,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         problem = check_inputs([args.model_a, args.model_b], args.manifest, args.subset)
-    except (OSError, ValueError, KeyError) as error:
-        problem = f"cannot read the line ids of a manifest: {error!r}"
+    except (OSError, ValueError) as error:
+        problem = str(error)
     if problem:
         print(f"pair_models: {problem}", file=sys.stderr)
         return 1
