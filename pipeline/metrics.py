@@ -104,10 +104,11 @@ def best_epoch_row(metrics: list[dict]) -> dict | None:
 def cpu_time(metrics: list[dict], threads: int, unit_seconds: float = 3600) -> list[float]:
     """Cumulative training CPU time after each epoch, in units of ``unit_seconds`` (3600: hours,
     60: minutes): the epoch's training seconds (the dev evaluation is not counted) times the
-    threads the training ran on."""
+    threads it ran on: the row's ``cores`` where recorded, else ``threads`` (rows written
+    before ``htr train`` recorded them)."""
     total, times = 0.0, []
     for row in metrics:
-        total += row["epoch_seconds"] * threads / unit_seconds
+        total += row["epoch_seconds"] * row.get("cores", threads) / unit_seconds
         times.append(total)
     return times
 

@@ -306,7 +306,7 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
         cer = evaluate(judged, dev_set, run.alphabet, d, config.batch_size * 2) if dev_lines else math.nan
         improved = state.end_epoch(epoch, cer, bool(dev_lines))
         step_scheduler(run.scheduler, cer, bool(dev_lines), state.past_blank_phase)
-        row = epoch_row(epoch, stats, cer if dev_lines else None, run, started, average)
+        row = epoch_row(epoch, stats, cer if dev_lines else None, run, started, average, cores=threads * d.world)
         state.metrics.append(row)
         rngs = gather_rng(d)
         if d.main:
@@ -351,13 +351,15 @@ def frozen_note(model: nn.Module, freeze: int) -> str:
 
 
 def epoch_row(epoch: int, stats: EpochStats, cer: float | None, run: Run, started: float,
-              average: WeightAverage | None = None) -> dict:
+              average: WeightAverage | None = None, cores: int = 1) -> dict:
     """One row of metrics.json / metrics.csv (``dev_cer``: of the averaged weights once
-    ``--average-from`` has started, ``averaged`` saying over how many epochs)."""
+    ``--average-from`` has started, ``averaged`` saying over how many epochs; ``cores``: the
+    threads of all processes, so a training resumed with other ``--threads`` costs each epoch
+    at the threads it ran on)."""
     row = {"epoch": epoch, "train_loss": round(stats.loss, 5), "dev_cer": round(cer, 3) if cer is not None else None,
            "lines_per_s": round(stats.lines / max(stats.seconds, 1e-9), 2), "epoch_seconds": round(stats.seconds, 1),
            "lr": run.optimizer.param_groups[0]["lr"], "bad_batches": stats.bad_batches,
-           "minutes": round((time.perf_counter() - started) / 60, 2)}
+           "minutes": round((time.perf_counter() - started) / 60, 2), "cores": cores}
     if average is not None:
         row["averaged"] = average.count
     return row

@@ -133,3 +133,6 @@ def test_cpu_time_adds_up_each_epochs_training_seconds_times_threads():
     assert cpu_time(rows, 2) == pytest.approx([1.0, 1.5, 3.5])
     assert cpu_time(rows, 1, unit_seconds=60) == pytest.approx([30.0, 45.0, 105.0])
     assert cpu_time([], 2) == []
+    # rows that recorded their cores (htr train does) count at those, older rows at the argument
+    mixed = [{"epoch_seconds": 60.0}, {"epoch_seconds": 60.0, "cores": 2}, {"epoch_seconds": 60.0, "cores": 1}]
+    assert cpu_time(mixed, 1, unit_seconds=60) == pytest.approx([1.0, 3.0, 4.0])

@@ -13,6 +13,7 @@ from PIL import Image
 from data_prep.records import LineRecord, write_manifest
 from pipeline import train as train_module
 from pipeline.train import TrainConfig
+from pipeline.metrics import cpu_time
 
 # Each symbol is a distinct 8 px wide glyph in a 16 px high line: learnable in a few steps.
 GLYPHS = {"a": (0, 16), "b": (0, 8), "c": (8, 16), "d": (4, 12)}
@@ -186,6 +187,17 @@ def test_resume_without_a_checkpoint_continues_from_the_model_folder(tiny, tmp_p
     after = json.loads((out / "metrics.json").read_text())
     assert after[:2] == before and [row["epoch"] for row in after] == [1, 2, 3]
     assert after[2]["lr"] == 0.002 and (out / "last.pt").is_file()
+
+
+def test_each_epoch_records_the_threads_it_ran_on(tiny, tmp_path):
+    """A training resumed with other --threads costs its epochs at the threads each ran on."""
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "1") == 0  # TINY_MODEL: --threads 1
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "2", "--threads", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["cores"] for row in metrics] == [1, 2]
+    first, second = (row["epoch_seconds"] for row in metrics)
+    assert cpu_time(metrics, 1, unit_seconds=1) == pytest.approx([first, first + 2 * second])
 
 
 def test_resume_with_nothing_to_resume_names_the_folder(tmp_path, capsys):
