@@ -66,14 +66,18 @@ def _to_scan_order(per_dir: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- naive
-def naive_mdlstm(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) -> Tensor:
-    """Reference: every cell of every direction computed one after the other (slow)."""
+def naive_mdlstm(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor,
+                 columns: Tensor | None = None) -> Tensor:
+    """Reference: every cell of every direction computed one after the other (slow).
+    ``columns`` (B, W), 1 on each line's own columns and 0 on the batch's padding: the padded
+    cells hold no state (see :func:`column_mask`)."""
     batch, _, height, width = x.shape
     hidden = weight_hh.shape[-1] // 2
     zero = x.new_zeros(batch, hidden)
     outputs = []
     for d in range(DIRECTIONS):
         xd = _flip_scan(x, d, 2, 3)
+        keep = None if columns is None else _flip_scan(columns[:, None, None, :], d, 2, 3)[:, 0, 0, :]
         h = [[zero] * width for _ in range(height)]
         c = [[zero] * width for _ in range(height)]
         for i in range(height):
@@ -85,6 +89,8 @@ def naive_mdlstm(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) 
                 in_g, f_up, f_left, out_g = torch.sigmoid(gates[:, :4 * hidden]).chunk(4, 1)
                 cand = torch.tanh(gates[:, 4 * hidden:])
                 c[i][j] = in_g * cand + f_up * c_up + f_left * c_left
+                if keep is not None:
+                    c[i][j] = c[i][j] * keep[:, j:j + 1]
                 h[i][j] = out_g * torch.tanh(c[i][j])
         grid = torch.stack([torch.stack(row, -1) for row in h], -2)  # (B, hidden, H, W)
         outputs.append(_flip_scan(grid, d, 2, 3))
@@ -112,10 +118,11 @@ def _diagonal_indices(height: int, width: int, device: torch.device) -> tuple[Te
         return skew.reshape(-1).to(device), unskew.to(device), inside.to(device)
 
 
-def wavefront_scan(xp: Tensor, weight_hh: Tensor) -> Tensor:
+def wavefront_scan(xp: Tensor, weight_hh: Tensor, cells: Tensor | None = None) -> Tensor:
     """Scan all directions and images at once, one anti-diagonal per step.
 
-    xp: (4, B, H, W, 5h) input pre-activations in scan order; weight_hh: (4, 5h, 2h).
+    xp: (4, B, H, W, 5h) input pre-activations in scan order; weight_hh: (4, 5h, 2h); cells:
+    (4, B, H, W, 1) in scan order, 0 for cells that hold no state (a batch's padding), or None.
     Returns the hidden states (4, B, H, W, h) in scan order.
     """
     dirs, batch, height, width, n_gates = xp.shape
@@ -129,6 +136,10 @@ def wavefront_scan(xp: Tensor, weight_hh: Tensor) -> Tensor:
     skewed = flat.index_select(1, skew).view(n, diagonals, height, n_gates).transpose(0, 1)
     steps = skewed.contiguous().unbind(0)
     masks = inside.to(xp.dtype).view(diagonals, 1, height, 1).unbind(0)
+    if cells is not None:  # the image's own mask times the padding mask, skewed like xp
+        flat_cells = torch.cat([cells.reshape(n, height * width, 1), cells.new_zeros(n, 1, 1)], 1)
+        skewed_cells = flat_cells.index_select(1, skew).view(n, diagonals, height, 1).transpose(0, 1)
+        masks = tuple(mask * step_cells for mask, step_cells in zip(masks, skewed_cells.unbind(0)))
     u_t = weight_hh.transpose(1, 2)  # (4, 2h, 5h)
     zero_row = xp.new_zeros(n, 1, hidden)
     h_pad = c_pad = xp.new_zeros(n, height + 1, hidden)  # row 0 = the zero state above row 0
@@ -242,9 +253,11 @@ class _CppLayer(torch.autograd.Function):
     """The C++ layer with its hand-written backward (layouts in pipeline/csrc/mdlstm.cpp)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor,
+                mask: Tensor | None = None) -> Tensor:
         weights = torch.cat([weight_ih, weight_hh], 2).contiguous()  # (4, 5h, C + 2h)
-        h, c, act = load_extension().forward(x.contiguous(), weights, bias.contiguous())
+        mask = x.new_empty(0) if mask is None else mask.to(x.dtype).contiguous()  # (ng, W, L) or empty
+        h, c, act = load_extension().forward(x.contiguous(), weights, bias.contiguous(), mask)
         ctx.save_for_backward(x, h, c, act, weights)
         return h
 
@@ -255,7 +268,7 @@ class _CppLayer(torch.autograd.Function):
         dx, dw, db = load_extension().backward(grad_h.contiguous(), x, h, c, act, weights.transpose(1, 2).contiguous())
         dw = dw.sum(1)  # per (direction, lane group) -> per direction
         channels = x.shape[0]
-        return dx.sum(0), dw[..., :channels], dw[..., channels:], db.sum(1)
+        return dx.sum(0), dw[..., :channels], dw[..., channels:], db.sum(1), None
 
 
 def to_lanes(x: Tensor) -> Tensor:
@@ -276,10 +289,27 @@ def from_lanes(t: Tensor, batch: int) -> Tensor:
     return out.reshape(groups * lanes, channels, height, width)[:batch]
 
 
-def cpp_scan(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor) -> Tensor:
+def cpp_scan(x: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor,
+             columns: Tensor | None = None) -> Tensor:
     """The whole layer with the C++ scan: (B, C, H, W) -> (B, 4h, H, W); the input
-    projection runs inside the scan."""
-    return from_lanes(_CppLayer.apply(to_lanes(x), weight_ih, weight_hh, bias), x.shape[0])
+    projection runs inside the scan.  ``columns``: see :func:`column_mask`."""
+    mask = None if columns is None else lanes_mask(columns)
+    return from_lanes(_CppLayer.apply(to_lanes(x), weight_ih, weight_hh, bias, mask), x.shape[0])
+
+
+def column_mask(valid: Tensor, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """(B, W): 1 on the first ``valid[b]`` columns of image b, 0 on the rest (the padding that
+    makes a batch of lines of different widths one tensor).  The 2D-LSTM gives a padded cell
+    no state, so every line's right-to-left scans start at its own right edge and it reads
+    the same in any batch as alone."""
+    return (torch.arange(width, device=valid.device)[None, :] < valid[:, None]).to(dtype)
+
+
+def lanes_mask(columns: Tensor) -> Tensor:
+    """(B, W) column mask -> (groups, W, lanes), the C++ layer's mask layout (empty images
+    that fill the last group of lanes are all padding)."""
+    batch, width = columns.shape
+    return to_lanes(columns.view(batch, 1, 1, width)).view(-1, width, lanes_for(batch))
 
 
 # ----------------------------------------------------------------------------- module
@@ -336,12 +366,14 @@ class MDLSTM2d(nn.Module):
             return "wavefront"
         return "cpp"
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, columns: Tensor | None = None) -> Tensor:
         """(B, C, H, W) -> (B, 4h, H, W); or, C++ only, the lanes layout (C, groups, H, W,
         lanes) -> (4, h, groups, H, W, lanes) (see :func:`to_lanes`), for networks that keep
-        their activations in that layout between layers."""
+        their activations in that layout between layers.  ``columns``: None, or which columns
+        of each image are its own (:func:`column_mask`, (B, W); in the lanes layout already
+        as :func:`lanes_mask`); the others hold no state."""
         if x.dim() == 5 and x.shape[0] == self.in_channels:
-            return _CppLayer.apply(x, self.weight_ih, self.weight_hh, self.bias)
+            return _CppLayer.apply(x, self.weight_ih, self.weight_hh, self.bias, columns)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"MDLSTM2d expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         batch, _, height, width = x.shape
@@ -349,14 +381,17 @@ class MDLSTM2d(nn.Module):
             return x.new_zeros(batch, DIRECTIONS * self.hidden, height, width)
         impl = self.resolved_impl(x)
         if impl == "naive":
-            return naive_mdlstm(x, self.weight_ih, self.weight_hh, self.bias)
+            return naive_mdlstm(x, self.weight_ih, self.weight_hh, self.bias, columns)
         if impl == "cpp":
-            return cpp_scan(x, self.weight_ih, self.weight_hh, self.bias)
+            return cpp_scan(x, self.weight_ih, self.weight_hh, self.bias, columns)
         # input projection of all directions at once: (B*H*W, C) x (C, 4*5h)
         pixels = x.permute(0, 2, 3, 1).reshape(-1, self.in_channels)
         xp = torch.addmm(self.bias.reshape(-1), pixels, self.weight_ih.reshape(-1, self.in_channels).T)
         xp = xp.view(batch, height, width, DIRECTIONS, -1)
-        h = wavefront_scan(_to_scan_order(xp.permute(3, 0, 1, 2, 4)), self.weight_hh)
+        cells = None
+        if columns is not None:
+            cells = _to_scan_order(columns.to(xp.dtype)[None, :, None, :, None].expand(DIRECTIONS, batch, height, width, 1))
+        h = wavefront_scan(_to_scan_order(xp.permute(3, 0, 1, 2, 4)), self.weight_hh, cells)
         h = _to_scan_order(h)  # flipping back
         return h.permute(1, 0, 4, 2, 3).reshape(batch, DIRECTIONS * self.hidden, height, width)
 

@@ -56,6 +56,7 @@ class ModelConfig(CliConfig):
     mdlstm_init: float = field(default=0.0, metadata={"help": "MDLSTM weights start uniform in [-r, r] (RNNLIB, used by Graves and Pham: 0.1); 0: 1/sqrt(cells), as torch.nn.LSTM"})
     mdlstm_forget_bias: float = field(default=0.0, metadata={"help": "shift of the initial biases of the two forget gates of every MDLSTM cell (negative: the cell state stays bounded at the start)"})
     mdlstm_impl: str = field(default="auto", metadata={"help": "2D-LSTM implementation", "choices": ("auto", "naive", "wavefront", "cpp")})
+    mdlstm_mask_padding: bool = field(default=True, metadata={"help": "MDLSTM: the padding that makes a batch of lines of different widths one tensor holds no state, so every line's right-to-left scans start at its own right edge and a line reads the same in any batch as alone (model folders saved before this flag existed read as --no-mdlstm-mask-padding)"})
     crnn_conv: str = field(default="16,32,48,64", metadata={"help": "CRNN conv channels (3x3, batch norm, leaky ReLU)"})
     crnn_pools: int = field(default=3, metadata={"help": "CRNN: the first N conv layers are followed by 2x2 max pooling"})
     crnn_keep_width: int = field(default=0, metadata={"help": "CRNN: the last N of those poolings halve the height only (2x1), so CTC gets 2^N times the output frames per character"})
@@ -88,6 +89,16 @@ class ModelConfig(CliConfig):
             raise ValueError("height must be >= 1 and max_width >= 8")
         if self.dropout_layers:
             dropout_probs(self)  # raises on a malformed list
+
+
+# Layout flags added after model folders were saved without them, with the value that keeps
+# those folders (and checkpoints, and saved training configs) computing what they did.
+LEGACY_DEFAULTS = {"mdlstm_mask_padding": False}
+
+
+def with_legacy_defaults(saved: dict) -> dict:
+    """A saved model (or training) config with the flags it predates set as it ran."""
+    return {**LEGACY_DEFAULTS, **saved}
 
 
 def model_config_of(config: ModelConfig) -> ModelConfig:
@@ -228,6 +239,8 @@ class MDLSTMNet(nn.Module):
         self.lanes_output = LanesLinear(self.output)
         self.reduce_w = config.block_width * math.prod(widths)
         self.reduce_h = config.block_height * config.sub_height ** len(convs)
+        # image columns per output frame at each 2D-LSTM layer's input
+        self.columns_per_frame = [math.prod(widths[i:]) for i in range(len(hidden))]
 
     def blocks(self, x: torch.Tensor) -> torch.Tensor:
         """Space-to-depth: each bh x bw block of pixels becomes one bh*bw-vector."""
@@ -236,28 +249,43 @@ class MDLSTMNet(nn.Module):
         x = x.reshape(b, c, h // bh, bh, w // bw, bw).permute(0, 1, 3, 5, 2, 4)
         return x.reshape(b, c * bh * bw, h // bh, w // bw)
 
+    def layer_columns(self, widths: torch.Tensor, padded_width: int) -> list[torch.Tensor] | None:
+        """Per 2D-LSTM layer, each line's own columns (:func:`pipeline.mdlstm.column_mask`): as
+        many as the line alone would have (its frames times the layer's columns per frame);
+        None where no line of the batch is padded (or the model predates the masking)."""
+        frames = self.frames(widths)
+        if not self.config.mdlstm_mask_padding or bool((frames * self.reduce_w >= padded_width).all()):
+            return None
+        from pipeline.mdlstm import column_mask
+
+        first = padded_width // self.config.block_width
+        return [column_mask(frames * per_frame, first * per_frame // self.columns_per_frame[0])
+                for per_frame in self.columns_per_frame]
+
     def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.blocks(pad_to_multiple(images, self.reduce_h, self.reduce_w))
+        columns = self.layer_columns(widths.to(x.device), x.shape[3] * self.config.block_width) if x.shape[0] else None
         if x.shape[0] and all(lstm.resolved_impl(x) == "cpp" for lstm in self.lstms):
-            return self.forward_lanes(x), self.frames(widths)
+            return self.forward_lanes(x, columns), self.frames(widths)
         for i, (lstm, drop) in enumerate(zip(self.lstms, self.drops)):
-            x = drop(lstm(x))
+            x = drop(lstm(x, None if columns is None else columns[i]))
             if i < len(self.convs):
                 x = torch.tanh(self.convs[i](x))
         logits = self.output(x.permute(0, 2, 3, 1)).sum(dim=1)  # (B, W', N): sum over height
         return F.log_softmax(logits, dim=-1).transpose(0, 1), self.frames(widths)
 
-    def forward_lanes(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_lanes(self, x: torch.Tensor, columns: list[torch.Tensor] | None = None) -> torch.Tensor:
         """The same network with every activation in the C++ layer's lanes layout (C, groups,
         H, W, lanes): each subsampling conv (kernel = stride) is one GEMM over space-to-depth
         blocks that writes the next layer's input layout, and the output layer one GEMM, so
         no activation goes back to (B, C, H, W) in between (the convs and layout copies
         took a fifth of a training step)."""
-        from pipeline.mdlstm import to_lanes
+        from pipeline.mdlstm import lanes_mask, to_lanes
 
         t = to_lanes(x)
+        masks = None if columns is None else [lanes_mask(layer) for layer in columns]
         for i, (lstm, drop) in enumerate(zip(self.lstms, self.drops)):
-            t = drop(lstm(t))  # (4, h, groups, H, W, lanes)
+            t = drop(lstm(t, None if masks is None else masks[i]))  # (4, h, groups, H, W, lanes)
             if i < len(self.convs):
                 t = torch.tanh(self.lanes_convs[i](t))
         logits = self.lanes_output(t).sum(2)  # (N, groups, W, lanes): summed over height

@@ -27,7 +27,7 @@ from pipeline.folders import (ENSEMBLE_KEY, EXPORTED_FILES, MODEL_JSON, WEIGHTS,
                               read_metrics)
 from pipeline.logits import label_order
 from pipeline.metrics import best_epoch_row
-from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of
+from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, with_legacy_defaults
 
 FIX = "copy the model folder again, or retrain it with 'htr train'"
 SAME_INPUT = ("height", "max_width")  # what the members' line images must share
@@ -58,7 +58,7 @@ def load_single(folder: Path, impl: str | None = None) -> tuple[nn.Module, Model
             raise FileNotFoundError(f"{folder / name}: missing (a model folder is written by 'htr train')")
     try:
         description = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
-        config = ModelConfig(**description["config"])
+        config = ModelConfig(**with_legacy_defaults(description["config"]))
         alphabet = list(description["alphabet"])
     except (ValueError, KeyError, TypeError) as error:  # bad JSON or UTF-8, missing or unknown keys
         raise ValueError(f"{folder / MODEL_JSON}: not a model description ({_first_line(error)}); {FIX}") from None

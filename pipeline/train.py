@@ -44,7 +44,7 @@ from pipeline.decoders.greedy import greedy_decode
 from pipeline.finetune import freeze_lower_layers, hold_frozen_statistics
 from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON
 from pipeline.metrics import char_edits
-from pipeline.model import ModelConfig, build_model, count_parameters
+from pipeline.model import LEGACY_DEFAULTS, ModelConfig, build_model, count_parameters
 from pipeline.model_folder import save_model_folder
 from pipeline.train_state import Run, process_seed, rng_state, save_checkpoint, start_run
 
@@ -381,6 +381,16 @@ def epoch_message(epoch: int, stats: EpochStats, cer: float | None, row: dict) -
             + (f", {stats.bad_batches} NaN/inf batches skipped" if stats.bad_batches else ""))
 
 
+def load_saved_config(path: Path) -> TrainConfig:
+    """A run's train_config.json; a flag it predates takes the value the run trained with."""
+    config = TrainConfig.load(path)
+    written = json.loads(path.read_text(encoding="utf-8"))
+    for name, value in LEGACY_DEFAULTS.items():
+        if name not in written:
+            setattr(config, name, value)
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="htr train",
@@ -400,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             saved = Path(args.out or TrainConfig.out) / CONFIG_FILE
             if not saved.is_file():
                 raise FileNotFoundError(f"{saved}: no saved run to resume")
-            base = TrainConfig.load(saved)
+            base = load_saved_config(saved)
             if args.freeze is not None and args.freeze != base.freeze:
                 raise ValueError(f"--freeze {args.freeze}: the run in {saved.parent} froze {base.freeze} layers; "
                                  "its optimiser holds those trainable parameters, resume without --freeze")

@@ -34,7 +34,7 @@ from pipeline.data import build_alphabet
 from pipeline.finetune import InitialModel, initial_model, take_layout
 from pipeline.folders import LAST, MODEL_JSON, WEIGHTS, can_warm_start, read_metrics
 from pipeline.metrics import best_epoch_row
-from pipeline.model import ModelConfig, model_config_of
+from pipeline.model import ModelConfig, model_config_of, with_legacy_defaults
 
 RANK_STRIDE = 7919  # a prime larger than any process count: ranks of one seed never share a stream
 EPOCH_STRIDE = 104_729  # a larger prime: a warm start at epoch e draws a stream no other epoch starts
@@ -240,7 +240,8 @@ def load_saved(out: Path, config: ModelConfig) -> Saved:
                       TrainState.from_metrics(read_metrics(out)))
     else:
         raise FileNotFoundError(f"{out / LAST}: no checkpoint to resume from (nor a model folder with metrics.json)")
-    layout = {**ModelConfig().to_dict(), **saved.model_config}  # layout flags added since take their defaults
+    # layout flags added since: as the saved run ran (LEGACY_DEFAULTS), else their defaults
+    layout = {**ModelConfig().to_dict(), **with_legacy_defaults(saved.model_config)}
     if layout != {**model_config_of(config).to_dict(), "mdlstm_impl": layout["mdlstm_impl"]}:
         raise ValueError(f"{out / LAST}: the model flags differ from the saved run's; resume without them")
     return saved

@@ -10,9 +10,9 @@ For each model and manifest: ``htr recognize`` + ``htr decode --decoder greedy``
 the model's files and the manifest (so comparing C against A later recognizes only C).  Then
 ``htr evaluate --hyp A --against B`` per manifest (``work/pairs/A--vs--B/MANIFEST.json``, with every
 line).  A ``--subset`` (e.g. the dev lines not used to choose an epoch) is scored from the outputs on
-the first manifest: an MDLSTM reads a line a little differently in other company (its right-to-left
-scans start at the batch's padded right edge), so reading the subset again would change the
-numbers.  Prints one line per comparison; ``--out`` writes them (models, manifests, each model's
+the first manifest: an MDLSTM saved before ``--mdlstm-mask-padding`` reads a line a little
+differently in other company (its right-to-left scans start at the batch's padded right edge), so
+reading the subset again would change its numbers.  Prints one line per comparison; ``--out`` writes them (models, manifests, each model's
 CER/WER with intervals, the reductions with intervals, the command) without per-line rows.
 
 A model folder is anything ``htr recognize --model`` reads: a probe's ``work/probes/NAME`` (its
@@ -111,8 +111,9 @@ def reduction(against: dict, unit: str) -> dict:
 def compare(model_a: Path, model_b: Path, manifest: Path, threads: int,
             subsets: tuple[Path, ...] = ()) -> list[dict]:
     """A against B on ``manifest``, then on the lines of each subset manifest as read within
-    ``manifest`` (an MDLSTM's output for a line depends a little on the lines batched with it,
-    so a subset is scored from the same outputs rather than recognized again)."""
+    ``manifest`` (an MDLSTM saved before ``--mdlstm-mask-padding`` reads a line a little
+    differently with other lines in its batch, so a subset is scored from the same outputs
+    rather than recognized again)."""
     hyp_a = greedy_transcription(model_a, manifest, threads)
     hyp_b = greedy_transcription(model_b, manifest, threads)
     rows = []

@@ -211,3 +211,45 @@ def test_init_range_bounds_the_starting_weights():
     assert max(p.abs().max().item() for p in default.parameters()) > 0.1
     assert max(p.abs().max().item() for p in rnnlib.parameters()) <= 0.1
     assert max(p.abs().max().item() for p in default.parameters()) <= 0.5
+
+
+@pytest.mark.parametrize("impl", ["naive", "wavefront", "cpp"])
+def test_with_a_column_mask_each_image_reads_as_alone(request, impl):
+    """Images of a batch padded to the widest: with the mask of their own columns, every
+    direction (the right-to-left ones included) gives each image what it gives alone, and the
+    padded cells output nothing; without the mask the right-to-left scans start in the padding."""
+    if impl == "cpp":
+        request.getfixturevalue("cpp")
+    layer = _layer(dtype=torch.float64)
+    layer.impl = impl
+    x = torch.randn(3, 3, 4, 7, dtype=torch.float64)
+    valid = torch.tensor([7, 4, 2])
+    masked = layer(x, mdlstm.column_mask(valid, 7, torch.float64))
+    unmasked = layer(x)
+    for b, width in enumerate(valid.tolist()):
+        alone = layer(x[b:b + 1, :, :, :width])
+        torch.testing.assert_close(masked[b:b + 1, :, :, :width], alone, atol=1e-12, rtol=1e-12)
+        if width < 7:
+            assert masked[b, :, :, width:].abs().max().item() == 0.0
+    assert not torch.allclose(unmasked[1:2, :, :, :4], layer(x[1:2, :, :, :4]))
+
+
+def _masked_outputs_and_grads(layer: MDLSTM2d, impl: str, x: torch.Tensor, valid: torch.Tensor):
+    layer.impl = impl
+    layer.zero_grad()
+    x = x.detach().clone().requires_grad_(True)
+    out = layer(x, mdlstm.column_mask(valid, x.shape[3], x.dtype))
+    weights = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    return [out.detach(), *torch.autograd.grad((out * weights).sum(), [x, *layer.parameters()])]
+
+
+@pytest.mark.parametrize("batch", [3, 5, 9])  # one group of 4 lanes, 8 lanes, several groups
+def test_masked_scans_agree_across_implementations_with_their_gradients(cpp, batch):
+    layer = _layer(hidden=5, dtype=torch.float64, seed=2)
+    x = torch.randn(batch, 3, 3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    valid = torch.arange(batch) % 6 + 1
+    reference = _masked_outputs_and_grads(layer, "naive", x, valid)
+    for impl in ("wavefront", "cpp"):
+        for name, a, b in zip(["output", "input", "weight_ih", "weight_hh", "bias"],
+                              _masked_outputs_and_grads(layer, impl, x, valid), reference):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8, msg=lambda m: f"{impl} {name}: {m}")

@@ -238,3 +238,42 @@ def test_padded_bilstm_equals_packing_the_sequences(lengths, training):
     inputs = [x, lstm.weight_ih_l0, lstm.weight_hh_l0_reverse, lstm.bias_ih_l0_reverse]
     for a, b in zip(torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["wavefront", "cpp"])
+def test_an_mdlstm_reads_a_line_the_same_in_any_batch(impl):
+    """The padding of a batch of lines of different widths holds no 2D-LSTM state, so each
+    line's log-probabilities are those it gets alone; a model saved before the flag existed
+    (no mdlstm_mask_padding in model.json) keeps computing as it did, padding included."""
+    from pipeline.bench import set_impl
+    from pipeline.mdlstm import cpp_available
+    if impl == "cpp" and not cpp_available():
+        pytest.skip("C++ scan unavailable")
+    torch.manual_seed(0)
+    widths = torch.tensor([100, 61, 37, 90, 13])
+    images = torch.zeros(5, 1, 32, 100)
+    for b, width in enumerate(widths.tolist()):
+        images[b, :, :, :width] = torch.rand(1, 32, width)
+    for mask in (True, False):
+        model = build_model(ModelConfig(arch="mdlstm", height=32, mdlstm_mask_padding=mask), 6).eval()
+        set_impl(model, impl)
+        with torch.no_grad():
+            batched, frames = model(images, widths)
+            gaps = [(batched[:n, b] - model(images[b:b + 1, :, :, :w], widths[b:b + 1])[0][:, 0]).abs().max().item()
+                    for b, (w, n) in enumerate(zip(widths.tolist(), frames.tolist()))]
+        if mask:
+            assert max(gaps) < 1e-5
+        else:
+            assert max(gaps) > 1e-3  # the widest line alone reads the same; the padded ones do not
+
+
+def test_a_model_folder_without_the_mask_flag_loads_without_masking(tmp_path):
+    config = tiny("mdlstm")
+    assert config.mdlstm_mask_padding  # new models mask
+    save_model_folder(tmp_path / "new", config, ["", "a", "b"], build_model(config, 3))
+    description = json.loads((tmp_path / "new" / "model.json").read_text())
+    assert description["config"]["mdlstm_mask_padding"] is True
+    del description["config"]["mdlstm_mask_padding"]
+    (tmp_path / "new" / "model.json").write_text(json.dumps(description))
+    _, loaded, _ = load_model_folder(tmp_path / "new")
+    assert loaded.mdlstm_mask_padding is False

@@ -200,6 +200,22 @@ def test_each_epoch_records_the_threads_it_ran_on(tiny, tmp_path):
     assert cpu_time(metrics, 1, unit_seconds=1) == pytest.approx([first, first + 2 * second])
 
 
+def test_a_run_saved_before_the_mask_flag_resumes_without_masking(tiny, tmp_path):
+    """A checkpoint, model folder and train_config.json written before --mdlstm-mask-padding
+    existed resume as they trained (no masking): no layout mismatch, the same network."""
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "1") == 0
+    config = json.loads((out / "train_config.json").read_text())
+    del config["mdlstm_mask_padding"]
+    (out / "train_config.json").write_text(json.dumps(config))
+    checkpoint = torch.load(out / "last.pt", weights_only=False)
+    del checkpoint["model_config"]["mdlstm_mask_padding"]
+    torch.save(checkpoint, out / "last.pt")
+    assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "2"]) == 0
+    assert final_state(out)["model_config"]["mdlstm_mask_padding"] is False
+    assert json.loads((out / "train_config.json").read_text())["mdlstm_mask_padding"] is False
+
+
 def test_resume_with_nothing_to_resume_names_the_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     TrainConfig(train=tmp_path / "t.jsonl", out=tmp_path / "empty").save(tmp_path / "empty" / "train_config.json")
@@ -268,6 +284,18 @@ def test_fine_tuning_keeps_the_dropout_flags_given_and_refuses_another_layout(ti
     assert "Traceback" not in err and not (tmp_path / "wider" / "model.json").exists()
     # the base model's own value, given again, is no conflict
     assert train_module.main([*common, "--out", str(tmp_path / "same"), "--mdlstm-hidden", hidden]) == 0
+
+
+def test_fine_tuning_inherits_the_padding_mask_or_takes_the_flag_given(tiny, tmp_path):
+    from pipeline.model_folder import load_model_folder
+    base = tmp_path / "base"
+    assert run_train(tiny, base, "--max-epochs", "1", "--no-mdlstm-mask-padding") == 0
+    common = ["--train", str(tiny["train"]), "--dev", str(tiny["dev"]), "--init", str(base), "--batch-size", "3",
+              "--no-progress", "--threads", "1", "--max-epochs", "1"]
+    assert train_module.main([*common, "--out", str(tmp_path / "kept")]) == 0
+    assert train_module.main([*common, "--out", str(tmp_path / "masked"), "--mdlstm-mask-padding"]) == 0
+    assert load_model_folder(tmp_path / "kept")[1].mdlstm_mask_padding is False
+    assert load_model_folder(tmp_path / "masked")[1].mdlstm_mask_padding is True
 
 
 def test_a_dropout_list_of_the_wrong_length_is_one_line(tiny, tmp_path, capsys):

@@ -15,6 +15,11 @@
 //   x   (C, ng, H, W, L)       layer input        w (4, 5h, C + 2h)   [W_ih | U], gate rows
 //   h   (4, h, ng, H, W, L)    output (and grad_h) [i, f_up, f_left, o, g];  bias (4, 5h)
 //   c   (4, ng, H, W, h, L)    cell states         act (4, ng, H, W, 5h, L) activated gates
+//   mask (ng, W, L) or empty   1 where an image column is part of its line, 0 in the padding of a
+//                              batch of lines of different widths: a masked cell's gates i, f_up,
+//                              f_left, o are 0, so its c and h are 0 and it passes no state (a
+//                              line's right-to-left scans start at its own right edge, as if it
+//                              were alone), and backward (unchanged) gives it zero gradients.
 // Backward returns the input gradient per direction (4, C, ng, H, W, L), and per task the
 // gradients of w (4, ng, 5h, C + 2h) and of the bias (4, ng, 5h): the caller sums them.  The
 // weight gradients are accumulated after each scan row, from that row's gate gradients while
@@ -164,7 +169,7 @@ inline bool worth_threads(int64_t tasks, int64_t hw, int64_t hid, int64_t L) {
 }
 
 template <typename T, int64_t HID, int L>
-void forward_task(const Task& t, const T* x, const T* w, const T* bias, T* h, T* c, T* act) {
+void forward_task(const Task& t, const T* x, const T* w, const T* bias, const T* mask, T* h, T* c, T* act) {
   using V = vec<T, L>;
   const int64_t hid = HID > 0 ? HID : t.hid, G = kGates * hid, C = t.channels, K = C + 2 * hid;
   const int64_t rs = t.rs, hl = hid * L;
@@ -188,9 +193,10 @@ void forward_task(const Task& t, const T* x, const T* w, const T* bias, T* h, T*
       T* cell = cd + p * hl;
       const T* c_up = ii > 0 ? cd + up * hl : zero.data();
       const T* c_left = jj > 0 ? cd + left * hl : zero.data();
+      const V m = mask ? load<T, L>(mask + (t.g * t.width + p % t.width) * L) : V{} + T(1);
       for (int64_t q = 0; q < hl; q += L) {
-        const V in_g = vsigmoid<T, L>(load<T, L>(&a[q])), f_up = vsigmoid<T, L>(load<T, L>(&a[hl + q]));
-        const V f_left = vsigmoid<T, L>(load<T, L>(&a[2 * hl + q])), out_g = vsigmoid<T, L>(load<T, L>(&a[3 * hl + q]));
+        const V in_g = m * vsigmoid<T, L>(load<T, L>(&a[q])), f_up = m * vsigmoid<T, L>(load<T, L>(&a[hl + q]));
+        const V f_left = m * vsigmoid<T, L>(load<T, L>(&a[2 * hl + q])), out_g = m * vsigmoid<T, L>(load<T, L>(&a[3 * hl + q]));
         const V cand = vtanh<T, L>(load<T, L>(&a[4 * hl + q]));
         const V v = in_g * cand + f_up * load<T, L>(c_up + q) + f_left * load<T, L>(c_left + q);
         store<T, L>(ac + q, in_g);
@@ -318,12 +324,18 @@ void for_each_task(int64_t groups, int64_t hw, int64_t hid, int64_t lanes, Body&
   for (int64_t n = 0; n < tasks; ++n) body(n / groups, n % groups);
 }
 
-// (x (C, ng, H, W, L), w (4, 5h, C + 2h), bias (4, 5h)) -> (h (4, h, ng, H, W, L), c, act)
-std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor w, torch::Tensor bias) {
+// (x (C, ng, H, W, L), w (4, 5h, C + 2h), bias (4, 5h), mask (ng, W, L) or empty)
+//   -> (h (4, h, ng, H, W, L), c, act)
+std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor w, torch::Tensor bias, torch::Tensor mask) {
   check(x, "x", 5, x);
   check(w, "w", 3, x);
   check(bias, "bias", 2, x);
   const int64_t C = x.size(0), groups = x.size(1), height = x.size(2), width = x.size(3), lanes = x.size(4);
+  const bool masked = mask.numel() > 0;
+  if (masked) {
+    check(mask, "mask", 3, x);
+    TORCH_CHECK(mask.size(0) == groups && mask.size(1) == width && mask.size(2) == lanes, "mask must be (ng, W, L)");
+  }
   const int64_t G = w.size(1), hid = G / kGates;
   TORCH_CHECK(w.size(0) == kDirs && G == kGates * hid && w.size(2) == C + 2 * hid, "w must be (4, 5h, C + 2h)");
   TORCH_CHECK(bias.size(0) == kDirs && bias.size(1) == G, "bias must be (4, 5h)");
@@ -335,6 +347,7 @@ std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor w, torch::Tens
       for_each_task(groups, height * width, hid, lanes, [&](int64_t d, int64_t g) {
         const Task task(d, g, groups, height, width, C, hid, L());
         forward_task<scalar_t, HID(), L()>(task, x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
+                                           masked ? mask.data_ptr<scalar_t>() : nullptr,
                                            h.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(), act.data_ptr<scalar_t>());
       });
     });
@@ -376,6 +389,6 @@ std::vector<torch::Tensor> backward(torch::Tensor grad_h, torch::Tensor x, torch
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "2D LSTM layer forward, lanes innermost: (x, w, bias) -> (h, c, act)");
+  m.def("forward", &forward, "2D LSTM layer forward, lanes innermost: (x, w, bias, mask) -> (h, c, act)");
   m.def("backward", &backward, "2D LSTM layer backward: (grad_h, x, h, c, act, w_t) -> (dx, dw, dbias)");
 }
