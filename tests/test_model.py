@@ -243,8 +243,8 @@ def test_padded_bilstm_equals_packing_the_sequences(lengths, training):
 @pytest.mark.parametrize("impl", ["wavefront", "cpp"])
 def test_an_mdlstm_reads_a_line_the_same_in_any_batch(impl):
     """The padding of a batch of lines of different widths holds no 2D-LSTM state, so each
-    line's log-probabilities are those it gets alone; a model saved before the flag existed
-    (no mdlstm_mask_padding in model.json) keeps computing as it did, padding included."""
+    line's log-probabilities are those it gets alone; with the flag off (as models saved before
+    it load: next test) the padding still reaches the padded lines."""
     from pipeline.bench import set_impl
     from pipeline.mdlstm import cpp_available
     if impl == "cpp" and not cpp_available():
