@@ -1,8 +1,11 @@
 """``htr``: one command, a subcommand per stage.  Each stage module has its own ``main``."""
 from __future__ import annotations
 
+import contextlib
 import importlib
+import subprocess
 import sys
+from pathlib import Path
 
 # subcommand -> (module with main(argv), one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,6 +47,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
+
+
+def run_htr(args: list[str], in_process: bool = False, cwd: Path | None = None, output_to_stderr: bool = False) -> None:
+    """Run ``htr ARGS`` for a script: as a subprocess from ``cwd``, or in this process (the
+    scripts' tests); SystemExit naming the command when it fails.  ``output_to_stderr``: the
+    command's stdout goes to stderr (a script whose own stdout is its result)."""
+    print("+ htr " + " ".join(args), file=sys.stderr, flush=True)
+    if in_process:
+        with contextlib.redirect_stdout(sys.stderr) if output_to_stderr else contextlib.nullcontext():
+            code = main(args)
+    else:
+        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd,
+                              stdout=sys.stderr if output_to_stderr else None).returncode
+    if code:
+        raise SystemExit(f"htr {args[0]} failed (exit status {code})")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.files import atomic_write_text  # noqa: E402
+from pipeline.cli import run_htr  # noqa: E402
 from pipeline.folders import trainable_model  # noqa: E402
 
 DEV = ROOT / "work" / "copiste" / "dev" / "manifest.jsonl"
@@ -125,14 +125,7 @@ def hold_out(out: Path | None = None, every: int = HELD_OUT_EVERY) -> dict:
 
 def htr(args: list[str]) -> None:
     """Run ``htr ARGS`` (a subprocess from the repository root, or in this process)."""
-    print("+ htr " + " ".join(args), file=sys.stderr, flush=True)
-    if IN_PROCESS:
-        from pipeline.cli import main
-        code = main(args)
-    else:
-        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT).returncode
-    if code:
-        raise SystemExit(f"htr {args[0]} failed (exit status {code})")
+    run_htr(args, IN_PROCESS, ROOT)
 
 
 def measure(model: Path, folder: Path, second: Path, threads: int) -> dict:

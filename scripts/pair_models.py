@@ -21,15 +21,14 @@ best epoch), a released ``models/copiste/VARIANT``, an ensemble folder.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.files import atomic_write_text  # noqa: E402
+from pipeline.cli import run_htr  # noqa: E402
 from pipeline.folders import MODEL_JSON, model_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +38,8 @@ IN_PROCESS = False  # run the htr commands in this process (the tests), not as s
 
 
 def htr(args: list[str]) -> None:
-    """Run ``htr ARGS`` (a subprocess from the repository root, or in this process); its output goes
-    to stderr, so that stdout holds only the comparisons."""
-    print("+ htr " + " ".join(args), file=sys.stderr, flush=True)
-    if IN_PROCESS:
-        from pipeline.cli import main
-        with contextlib.redirect_stdout(sys.stderr):
-            code = main(args)
-    else:
-        code = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, stdout=sys.stderr).returncode
-    if code:
-        raise SystemExit(f"htr {args[0]} failed (exit status {code})")
+    """Run ``htr ARGS``; its output goes to stderr, so that stdout holds only the comparisons."""
+    run_htr(args, IN_PROCESS, ROOT, output_to_stderr=True)
 
 
 def slug(path: Path) -> str:
