@@ -22,8 +22,8 @@ parameter layout and give the same numbers:
   the images of a batch advance in lock step (batch innermost, groups of 4 or 8 lanes), the
   input projection runs inside the scan, OpenMP over direction x lane group; compiled on
   first use with torch.utils.cpp_extension and cached under a key of the source, the flags
-  and the torch version.  It also takes the lanes layout directly (:func:`to_lanes`), which
-  the MDLSTM network keeps between layers.
+  and the torch version (pipeline/mdlstm_ext.py).  It also takes the lanes layout directly
+  (:func:`to_lanes`), which the MDLSTM network keeps between layers.
 
 ``auto`` picks ``cpp`` for float32/float64 CPU tensors when the extension compiles, else
 ``wavefront`` (a failed compile warns once, with the reason).  In the wavefront the input
@@ -33,23 +33,18 @@ the scan.  The C++ layer walks each direction from its own corner instead of fli
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-import os
-import sys
 import time
-import warnings
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from pipeline.mdlstm_ext import cpp_available, extension_error, load_extension, warn_once
 
 DIRECTIONS = 4
 GATES = 5  # i, f_up, f_left, o, g
 IMPLS = ("auto", "naive", "wavefront", "cpp")
 
-_CSRC = Path(__file__).resolve().parent / "csrc" / "mdlstm.cpp"
-_EXT_NAME = "dropout_htr_mdlstm"
 
 
 # ----------------------------------------------------------------------------- directions
@@ -160,90 +155,7 @@ def wavefront_scan(xp: Tensor, weight_hh: Tensor, cells: Tensor | None = None) -
     return out.view(dirs, batch, height, width, hidden)
 
 
-# ----------------------------------------------------------------------------- C++
-_EXTENSION = None
-_EXTENSION_ERROR: str | None = None
-_WARNED: set[str] = set()
-
-
-def extension_dir() -> Path:
-    """Build cache of the C++ scan: $DROPOUT_HTR_EXT_DIR or ~/.cache/dropout-htr/torch_extensions."""
-    default = Path.home() / ".cache" / "dropout-htr" / "torch_extensions"
-    return Path(os.environ.get("DROPOUT_HTR_EXT_DIR", default))
-
-
-def build_key(flags: list[str]) -> str:
-    """Name of the compiled scan: the source hash, the compiler flags and the torch version.
-
-    Two checkouts of different versions (or CPUs with different vector units) sharing one
-    cache directory get different names, so neither rebuilds nor loads the other's build.
-    """
-    digest = hashlib.sha256(_CSRC.read_bytes())
-    digest.update(" ".join(flags).encode())
-    digest.update(torch.__version__.encode())
-    return f"{_EXT_NAME}_{digest.hexdigest()[:12]}"
-
-
-def compiler_flags() -> list[str]:
-    """-O3 and OpenMP; AVX2 + FMA where the CPU has them (the lane loops become FMA vectors)."""
-    flags = ["-O3", "-fopenmp"]
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-        flags += ["-mavx2", "-mfma"]
-    return flags
-
-
-def load_extension():
-    """Compile (first use, ~30 s) or load the cached C++ scan; None if that fails."""
-    global _EXTENSION, _EXTENSION_ERROR
-    if _EXTENSION is None and _EXTENSION_ERROR is None:
-        try:
-            from torch.utils import cpp_extension
-
-            flags = compiler_flags()
-            name = build_key(flags)
-            build = extension_dir() / name
-            build.mkdir(parents=True, exist_ok=True)
-            _clear_stale_lock(build / "lock")
-            if not (build / f"{name}.so").exists():
-                print(f"MDLSTM2d: compiling the C++ scan into {build} (first use, ~30 s)",
-                      file=sys.stderr, flush=True)
-            _EXTENSION = cpp_extension.load(
-                name=name, sources=[str(_CSRC)], build_directory=str(build),
-                extra_cflags=flags, extra_ldflags=["-fopenmp"], verbose=False)
-        except Exception as err:  # no compiler, no ninja, no headers: use the wavefront
-            _EXTENSION_ERROR = _failure_reason(err)
-    return _EXTENSION
-
-
-def _clear_stale_lock(lock: Path, max_age_s: float = 600.0) -> None:
-    """torch waits forever on the lock file of a build that was killed; drop an old one."""
-    try:
-        if time.time() - lock.stat().st_mtime > max_age_s:
-            lock.unlink()
-            _warn_once(f"MDLSTM2d: removed a stale build lock {lock}")
-    except FileNotFoundError:
-        pass
-
-
-def _failure_reason(err: Exception) -> str:
-    """One line out of a build error: the last line that says what went wrong."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    telling = [line for line in lines if len(line) < 300 and not line.startswith("ninja: build stopped")
-               and any(word in line.lower() for word in ("error", "not found", "required", "no such"))]
-    return f"{type(err).__name__}: {(telling or lines or ['(no message)'])[-1][:200]}"
-
-
-def cpp_available() -> bool:
-    """True when the C++ scan compiles/loads on this machine."""
-    return load_extension() is not None
-
-
-def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
+# ----------------------------------------------------------------------------- C++ (build: pipeline/mdlstm_ext.py)
 def lanes_for(batch: int) -> int:
     """Lanes per group of images scanned in lock step: the fewest padded images, then wider."""
     return min((4, 8), key=lambda lanes: (-batch % lanes, -lanes))
@@ -358,11 +270,11 @@ class MDLSTM2d(nn.Module):
             return self.impl
         if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             if self.impl == "cpp":
-                _warn_once(f"MDLSTM2d: the C++ scan takes float32/float64 CPU tensors; "
+                warn_once(f"MDLSTM2d: the C++ scan takes float32/float64 CPU tensors; "
                            f"using the wavefront for {x.dtype} on {x.device}")
             return "wavefront"
         if not cpp_available():
-            _warn_once(f"MDLSTM2d: C++ scan unavailable ({_EXTENSION_ERROR}); using the wavefront")
+            warn_once(f"MDLSTM2d: C++ scan unavailable ({extension_error()}); using the wavefront")
             return "wavefront"
         return "cpp"
 

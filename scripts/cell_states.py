@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 from common.skips import SkipLog  # noqa: E402
 from data_prep.records import read_manifest  # noqa: E402
 from pipeline.data import LineDataset, build_alphabet, collate, load_lines  # noqa: E402
-from pipeline.mdlstm import load_extension, to_lanes  # noqa: E402
+from pipeline.mdlstm import to_lanes  # noqa: E402
+from pipeline.mdlstm_ext import load_extension  # noqa: E402
 from pipeline.model import ModelConfig, build_model, pad_to_multiple  # noqa: E402
 from pipeline.model_folder import load_model_folder  # noqa: E402
 

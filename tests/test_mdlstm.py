@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from pipeline import mdlstm
+from pipeline import mdlstm, mdlstm_ext
 from pipeline.mdlstm import MDLSTM2d
 
 SHAPES = [(2, 1, 7), (2, 7, 1), (3, 3, 5), (2, 5, 3), (3, 1, 1)]  # (batch, H, W)
@@ -16,7 +16,7 @@ SHAPES = [(2, 1, 7), (2, 7, 1), (3, 3, 5), (2, 5, 3), (3, 1, 1)]  # (batch, H, W
 def cpp():
     """Compile the C++ scan once for this module (cached afterwards); skip if impossible."""
     if not mdlstm.cpp_available():
-        pytest.skip(f"C++ scan unavailable: {mdlstm._EXTENSION_ERROR}")
+        pytest.skip(f"C++ scan unavailable: {mdlstm_ext.extension_error()}")
     return "cpp"
 
 
@@ -98,12 +98,12 @@ def test_cpp_gives_the_same_numbers_on_one_and_two_threads(cpp):
 
 
 def test_build_cache_key_follows_source_flags_and_torch(monkeypatch, tmp_path):
-    key = mdlstm.build_key(["-O3"])
-    assert key != mdlstm.build_key(["-O3", "-mavx2"])
+    key = mdlstm_ext.build_key(["-O3"])
+    assert key != mdlstm_ext.build_key(["-O3", "-mavx2"])
     changed = tmp_path / "mdlstm.cpp"
-    changed.write_bytes(mdlstm._CSRC.read_bytes() + b"// another version\n")
-    monkeypatch.setattr(mdlstm, "_CSRC", changed)
-    assert mdlstm.build_key(["-O3"]) != key
+    changed.write_bytes(mdlstm_ext.CSRC.read_bytes() + b"// another version\n")
+    monkeypatch.setattr(mdlstm_ext, "CSRC", changed)
+    assert mdlstm_ext.build_key(["-O3"]) != key
 
 
 @pytest.mark.parametrize("impl,batch", [("wavefront", 2), ("cpp", 2), ("cpp", 5)])
@@ -178,9 +178,9 @@ def test_auto_uses_cpp_when_it_compiles(cpp):
 
 
 def test_auto_falls_back_to_wavefront_with_one_warning(monkeypatch):
-    monkeypatch.setattr(mdlstm, "_EXTENSION", None)
-    monkeypatch.setattr(mdlstm, "_EXTENSION_ERROR", "RuntimeError: Ninja is required")
-    monkeypatch.setattr(mdlstm, "_WARNED", set())
+    monkeypatch.setattr(mdlstm_ext, "_EXTENSION", None)
+    monkeypatch.setattr(mdlstm_ext, "_EXTENSION_ERROR", "RuntimeError: Ninja is required")
+    monkeypatch.setattr(mdlstm_ext, "_WARNED", set())
     layer = MDLSTM2d(3, 4)
     x = torch.randn(2, 3, 3, 5)
     with warnings.catch_warnings(record=True) as caught:
@@ -195,7 +195,7 @@ def test_auto_falls_back_to_wavefront_with_one_warning(monkeypatch):
 def test_build_failure_is_reported_in_one_telling_line():
     err = RuntimeError("Error building extension 'x': [1/2] g++ -c a.cpp\nFAILED: a.o\n"
                        "/bin/sh: 1: g++: not found\nninja: build stopped: subcommand failed.")
-    assert mdlstm._failure_reason(err) == "RuntimeError: /bin/sh: 1: g++: not found"
+    assert mdlstm_ext.failure_reason(err) == "RuntimeError: /bin/sh: 1: g++: not found"
 
 
 def test_auto_uses_wavefront_for_dtypes_the_cpp_scan_lacks():
