@@ -73,7 +73,7 @@ def initial_model(folder: Path, texts: list[str], seed: int) -> InitialModel:
 
 # model flags without weights: a fine-tuning run may set them (the padding mask too: a model
 # saved before it can be fine-tuned into reading each line as alone)
-REGULARISATION = ("dropout", "dropout_where", "dropout_layers", "mdlstm_mask_padding")
+REGULARISATION = ("dropout", "dropout_where", "dropout_layers", "mdlstm_mask_padding", "crnn_mask_padding")
 
 
 def take_layout(target: ModelConfig, source: ModelConfig, given: frozenset[str] = frozenset()) -> None:

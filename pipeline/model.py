@@ -62,6 +62,7 @@ class ModelConfig(CliConfig):
     crnn_keep_width: int = field(default=0, metadata={"help": "CRNN: the last N of those poolings halve the height only (2x1), so CTC gets 2^N times the output frames per character"})
     crnn_lstm_hidden: int = field(default=128, metadata={"help": "CRNN: BLSTM cells per direction"})
     crnn_lstm_layers: int = field(default=2, metadata={"help": "CRNN: number of BLSTM layers"})
+    crnn_mask_padding: bool = field(default=True, metadata={"help": "CRNN: the columns past each line's right edge are zeroed after every conv block, so the next conv sees there what it sees at the edge of the line alone and a line reads the same in any batch (model folders saved before this flag existed read as --no-crnn-mask-padding)"})
     dropout: float = field(default=0.5, metadata={"help": "dropout probability on LSTM outputs"})
     dropout_where: str = field(default="all", metadata={"help": "LSTM layers whose outputs get dropout", "choices": DROPOUT_PLACES})
     dropout_layers: str = field(default="", metadata={"help": "dropout probability on each LSTM layer's outputs, from the input up (e.g. 0.1,0.25,0.5: less on the narrow low layers), instead of --dropout and --dropout-where"})
@@ -93,7 +94,7 @@ class ModelConfig(CliConfig):
 
 # Layout flags added after model folders were saved without them, with the value that keeps
 # those folders (and checkpoints, and saved training configs) computing what they did.
-LEGACY_DEFAULTS = {"mdlstm_mask_padding": False}
+LEGACY_DEFAULTS = {"mdlstm_mask_padding": False, "crnn_mask_padding": False}
 
 
 def with_legacy_defaults(saved: dict) -> dict:
@@ -311,11 +312,13 @@ class CRNN(nn.Module):
         self.config = config
         channels, layers = int_list(config.crnn_conv), []
         previous = 1
+        self.block_ends: list[int] = []  # index in self.conv of each block's last module
         for i, size in enumerate(channels):
             layers += [nn.Conv2d(previous, size, 3, padding=1), nn.BatchNorm2d(size), nn.LeakyReLU(0.01)]
             if i < config.crnn_pools:
                 height_only = i >= config.crnn_pools - config.crnn_keep_width
                 layers.append(nn.MaxPool2d((2, 1) if height_only else 2))
+            self.block_ends.append(len(layers) - 1)
             previous = size
         self.conv = nn.Sequential(*layers)
         self.reduce_h = 2 ** config.crnn_pools
@@ -331,10 +334,11 @@ class CRNN(nn.Module):
     def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if images.shape[2] != self.config.height:
             raise ValueError(f"CRNN expects lines {self.config.height} px high, got {images.shape[2]}")
-        x = self.conv(pad_to_multiple(images, self.reduce_h, self.reduce_w))
+        x = pad_to_multiple(images, self.reduce_h, self.reduce_w)
+        lengths = self.frames(widths)
+        x = self.convolve(x, lengths * self.reduce_w)
         b, c, h, w = x.shape
         x = x.permute(3, 0, 1, 2).reshape(w, b, c * h)  # (T, B, features)
-        lengths = self.frames(widths)
         for lstm, drop in zip(self.lstms, self.drops):
             x = drop(padded_bilstm(lstm, x, lengths))
         return F.log_softmax(self.output(x), dim=-1), lengths
@@ -343,6 +347,22 @@ class CRNN(nn.Module):
         if isinstance(widths, torch.Tensor):
             return torch.div(widths + self.reduce_w - 1, self.reduce_w, rounding_mode="floor")
         return math.ceil(widths / self.reduce_w)
+
+    def convolve(self, x: torch.Tensor, own_widths: torch.Tensor) -> torch.Tensor:
+        """The conv blocks on a batch padded to its widest line; ``own_widths``: each line's
+        width padded to whole output frames, as it would be alone.  Past that edge a conv block
+        leaves bias activations where the line alone has the next conv's zero padding; with
+        ``crnn_mask_padding`` they are zeroed after every block but the last (whose extra
+        columns lie past the line's frames and are never read)."""
+        if not self.config.crnn_mask_padding or bool((own_widths >= x.shape[3]).all()):
+            return self.conv(x)
+        full_width = x.shape[3]
+        for index, module in enumerate(self.conv):
+            x = module(x)
+            if index in self.block_ends[:-1]:
+                columns = own_widths.to(x.device) * x.shape[3] // full_width  # the widths at this block's scale
+                x = x * (torch.arange(x.shape[3], device=x.device) < columns.unsqueeze(1)).to(x.dtype)[:, None, None, :]
+        return x
 
 
 def padded_bilstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -267,13 +267,41 @@ def test_an_mdlstm_reads_a_line_the_same_in_any_batch(impl):
             assert max(gaps) > 1e-3  # the widest line alone reads the same; the padded ones do not
 
 
-def test_a_model_folder_without_the_mask_flag_loads_without_masking(tmp_path):
-    config = tiny("mdlstm")
-    assert config.mdlstm_mask_padding  # new models mask
+@pytest.mark.parametrize("keep_width", [0, 1])
+def test_a_crnn_reads_a_line_the_same_in_any_batch(keep_width):
+    """Past each line's right edge the conv blocks' bias activations are zeroed, so the next
+    conv sees what it sees at the edge of the line alone; without the flag (models saved
+    before it) they reach the last columns of the narrower lines."""
+    torch.manual_seed(0)
+    widths = torch.tensor([100, 61, 37, 90, 13])
+    images = torch.zeros(5, 1, 32, 100)
+    for b, width in enumerate(widths.tolist()):
+        images[b, :, :, :width] = torch.rand(1, 32, width)
+    for mask in (True, False):
+        config = ModelConfig(arch="crnn", height=32, crnn_keep_width=keep_width, crnn_mask_padding=mask)
+        model = build_model(config, 6).eval()
+        for norm in model.modules():  # a trained net's batch norms shift the padding away from zero
+            if isinstance(norm, nn.BatchNorm2d):
+                nn.init.normal_(norm.bias)
+        with torch.no_grad():
+            batched, frames = model(images, widths)
+            gaps = [(batched[:n, b] - model(images[b:b + 1, :, :, :w], widths[b:b + 1])[0][:, 0]).abs().max().item()
+                    for b, (w, n) in enumerate(zip(widths.tolist(), frames.tolist()))]
+        if mask:
+            assert max(gaps) < 1e-5
+        else:
+            assert max(gaps) > 1e-3
+
+
+@pytest.mark.parametrize("arch", ["mdlstm", "crnn"])
+def test_a_model_folder_without_the_mask_flag_loads_without_masking(tmp_path, arch):
+    flag = f"{arch}_mask_padding"
+    config = tiny(arch)
+    assert getattr(config, flag)  # new models mask
     save_model_folder(tmp_path / "new", config, ["", "a", "b"], build_model(config, 3))
     description = json.loads((tmp_path / "new" / "model.json").read_text())
-    assert description["config"]["mdlstm_mask_padding"] is True
-    del description["config"]["mdlstm_mask_padding"]
+    assert description["config"][flag] is True
+    del description["config"][flag]
     (tmp_path / "new" / "model.json").write_text(json.dumps(description))
     _, loaded, _ = load_model_folder(tmp_path / "new")
-    assert loaded.mdlstm_mask_padding is False
+    assert getattr(loaded, flag) is False
