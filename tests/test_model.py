@@ -240,27 +240,34 @@ def test_padded_bilstm_equals_packing_the_sequences(lengths, training):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("impl", ["wavefront", "cpp"])
-def test_an_mdlstm_reads_a_line_the_same_in_any_batch(impl):
-    """The padding of a batch of lines of different widths holds no 2D-LSTM state, so each
-    line's log-probabilities are those it gets alone; with the flag off (as models saved before
-    it load: next test) the padding still reaches the padded lines."""
-    from pipeline.bench import set_impl
-    from pipeline.mdlstm import cpp_available
-    if impl == "cpp" and not cpp_available():
-        pytest.skip("C++ scan unavailable")
+def batch_vs_alone_gaps(model: nn.Module) -> list[float]:
+    """Per line of a batch of five random lines of different widths (32 px high), the largest
+    difference between its log-probabilities in the batch and alone."""
     torch.manual_seed(0)
     widths = torch.tensor([100, 61, 37, 90, 13])
     images = torch.zeros(5, 1, 32, 100)
     for b, width in enumerate(widths.tolist()):
         images[b, :, :, :width] = torch.rand(1, 32, width)
+    with torch.no_grad():
+        batched, frames = model.eval()(images, widths)
+        return [(batched[:n, b] - model(images[b:b + 1, :, :, :w], widths[b:b + 1])[0][:, 0]).abs().max().item()
+                for b, (w, n) in enumerate(zip(widths.tolist(), frames.tolist()))]
+
+
+@pytest.mark.parametrize("impl", ["wavefront", "cpp"])
+def test_an_mdlstm_reads_a_line_the_same_in_any_batch(impl):
+    """The padding of a batch of lines of different widths holds no 2D-LSTM state, so each
+    line's log-probabilities are those it gets alone; with the flag off (as models saved before
+    it load: next tests) the padding still reaches the padded lines."""
+    from pipeline.bench import set_impl
+    from pipeline.mdlstm import cpp_available
+    if impl == "cpp" and not cpp_available():
+        pytest.skip("C++ scan unavailable")
     for mask in (True, False):
-        model = build_model(ModelConfig(arch="mdlstm", height=32, mdlstm_mask_padding=mask), 6).eval()
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(arch="mdlstm", height=32, mdlstm_mask_padding=mask), 6)
         set_impl(model, impl)
-        with torch.no_grad():
-            batched, frames = model(images, widths)
-            gaps = [(batched[:n, b] - model(images[b:b + 1, :, :, :w], widths[b:b + 1])[0][:, 0]).abs().max().item()
-                    for b, (w, n) in enumerate(zip(widths.tolist(), frames.tolist()))]
+        gaps = batch_vs_alone_gaps(model)
         if mask:
             assert max(gaps) < 1e-5
         else:
@@ -272,21 +279,13 @@ def test_a_crnn_reads_a_line_the_same_in_any_batch(keep_width):
     """Past each line's right edge the conv blocks' bias activations are zeroed, so the next
     conv sees what it sees at the edge of the line alone; without the flag (models saved
     before it) they reach the last columns of the narrower lines."""
-    torch.manual_seed(0)
-    widths = torch.tensor([100, 61, 37, 90, 13])
-    images = torch.zeros(5, 1, 32, 100)
-    for b, width in enumerate(widths.tolist()):
-        images[b, :, :, :width] = torch.rand(1, 32, width)
     for mask in (True, False):
-        config = ModelConfig(arch="crnn", height=32, crnn_keep_width=keep_width, crnn_mask_padding=mask)
-        model = build_model(config, 6).eval()
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(arch="crnn", height=32, crnn_keep_width=keep_width, crnn_mask_padding=mask), 6)
         for norm in model.modules():  # a trained net's batch norms shift the padding away from zero
             if isinstance(norm, nn.BatchNorm2d):
                 nn.init.normal_(norm.bias)
-        with torch.no_grad():
-            batched, frames = model(images, widths)
-            gaps = [(batched[:n, b] - model(images[b:b + 1, :, :, :w], widths[b:b + 1])[0][:, 0]).abs().max().item()
-                    for b, (w, n) in enumerate(zip(widths.tolist(), frames.tolist()))]
+        gaps = batch_vs_alone_gaps(model)
         if mask:
             assert max(gaps) < 1e-5
         else:
