@@ -113,3 +113,18 @@ def resolve_image(manifest_path: Path, record: LineRecord) -> Path:
     """Absolute path of a record's line image."""
     image = Path(record.image)
     return image if image.is_absolute() else Path(manifest_path).parent / image
+
+
+def line_writers(manifest: Path, ids: Iterable[str], flag: str) -> list[str]:
+    """The writer of each of ``ids``, from a manifest that names one for each of them;
+    ``flag`` (the option that needs them) goes into the error message."""
+    manifest = Path(manifest)
+    if manifest.suffix != ".jsonl":
+        raise ValueError(f"{manifest}: {flag} needs a manifest (.jsonl) that names each line's writer")
+    writers = {record.id: record.writer for record in iter_manifest(manifest)}
+    ids = list(ids)
+    unnamed = [line_id for line_id in ids if not writers.get(line_id)]
+    if unnamed:
+        raise ValueError(f"{manifest}: {len(unnamed)} lines are not there or name no writer (e.g. {unnamed[0]}), "
+                         f"which {flag} needs; prepare the manifest with --writer-pattern")
+    return [writers[line_id] for line_id in ids]

@@ -4,7 +4,9 @@ The error rates are :mod:`pipeline.metrics`'s (the one definition: edits over
 normalised characters and over :func:`lm.text.tokenize` tokens, summed over the set).
 This module adds the per-line record, a bootstrap over lines for 95% confidence
 intervals, and a paired bootstrap for the interval of a relative reduction between two
-systems on the same lines.
+systems on the same lines.  With the writer of each line (``--by-writer``), it also gives
+each writer's error rates and intervals from resampling whole writers: how the rates would
+vary over another set of writers, which lines of the same hands cannot tell.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from common.files import atomic_write_text
+from data_prep.records import line_writers
 from pipeline.metrics import EditCounts, char_edits, edit_counts, read_texts, word_edits
 
 
@@ -91,6 +94,41 @@ def paired_reduction(errors_base: np.ndarray, errors_new: np.ndarray, lengths: n
     return {"reduction": float(1 - errors_new.sum() / errors_base.sum()), "low": float(low), "high": float(high)}
 
 
+def group_sums(values: np.ndarray, groups: list[str]) -> tuple[list[str], np.ndarray]:
+    """The sorted distinct ``groups`` and the sum of ``values`` over each one's lines."""
+    names, index = np.unique(np.asarray(groups), return_inverse=True)
+    return [str(name) for name in names], np.bincount(index, weights=values, minlength=len(names))
+
+
+def writer_arrays(result: Evaluation, writers: list[str]) -> tuple[np.ndarray, ...]:
+    """:meth:`Evaluation.arrays` summed over each writer's lines (writers in sorted order)."""
+    return tuple(group_sums(values, writers)[1] for values in result.arrays())
+
+
+def rate(errors: float, length: float) -> float:
+    """Errors over reference length, as :attr:`EditCounts.rate` (1 for errors on an empty reference)."""
+    return float(errors / length) if length else float(errors > 0)
+
+
+def by_writer(result: Evaluation, writers: list[str], samples: int = 1000) -> dict:
+    """Each writer's CER and WER, and the 95% intervals of the set's rates when whole writers
+    are resampled (a writer's lines stay together: the interval a new set of hands would see)."""
+    char_errors, chars, word_errors, words = writer_arrays(result, writers)
+    names, lines = group_sums(np.ones(len(writers)), writers)
+    per_writer = [{"writer": name, "lines": int(lines[i]), "cer": rate(char_errors[i], chars[i]),
+                   "wer": rate(word_errors[i], words[i])} for i, name in enumerate(names)]
+    return {"writers": len(names), "cer_ci95": bootstrap_rate(char_errors, chars, samples),
+            "wer_ci95": bootstrap_rate(word_errors, words, samples), "per_writer": per_writer}
+
+
+def compare_by_writer(result: Evaluation, baseline: Evaluation, writers: list[str], samples: int = 1000) -> dict:
+    """:func:`compare` with whole writers resampled instead of lines."""
+    char_errors, chars, word_errors, words = writer_arrays(result, writers)
+    base_char_errors, _, base_word_errors, _ = writer_arrays(baseline, writers)
+    return {"cer": paired_reduction(base_char_errors, char_errors, chars, samples),
+            "wer": paired_reduction(base_word_errors, word_errors, words, samples)}
+
+
 def summary(result: Evaluation, samples: int = 1000) -> dict:
     chars, words = result.totals()
     char_errors, char_lengths, word_errors, word_lengths = result.arrays()
@@ -138,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a second system's hypotheses on the same references: also report how many fewer "
                              "character and word errors --hyp makes, relative, with a paired-bootstrap 95%% "
                              "interval (an interval above 0: --hyp is better beyond the luck of the lines)")
+    parser.add_argument("--by-writer", action="store_true",
+                        help="--ref is a manifest naming each line's writer: also report each writer's CER and WER "
+                             "and 95%% intervals from resampling whole writers (and, with --against, the paired "
+                             "reduction resampled by writer): what another set of hands would likely give")
     return parser
 
 
@@ -152,11 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     if not refs:  # a CER of 0% over nothing would read as a perfect score
         print(f"htr evaluate: {args.ref} holds no reference line; nothing to score", file=sys.stderr)
         return 1
+    try:
+        writers = line_writers(args.ref, refs, "--by-writer") if args.by_writer else None
+    except (FileNotFoundError, ValueError) as error:
+        print(f"htr evaluate: {error}", file=sys.stderr)
+        return 2
     unknown = len(set(hyps) - set(refs))
     result = evaluate(refs, hyps)
     data = to_json(result, args.bootstrap)
     if baseline is not None:
-        data["against"] = {"hyp": str(args.against), **compare(result, evaluate(refs, baseline), args.bootstrap)}
+        base_result = evaluate(refs, baseline)
+        data["against"] = {"hyp": str(args.against), **compare(result, base_result, args.bootstrap)}
+        if writers:
+            data["against"]["by_writer"] = compare_by_writer(result, base_result, writers, args.bootstrap)
+    if writers:
+        data["by_writer"] = by_writer(result, writers, args.bootstrap)
     if args.out:
         atomic_write_text(args.out, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     print(f"lines {data['lines']} (missing hypotheses: {data['missing']}, hypotheses without reference: {unknown})")
@@ -169,4 +221,20 @@ def main(argv: list[str] | None = None) -> int:
             r = data["against"][rate]
             print(f"{rate.upper()} {100 * r['reduction']:+.1f}% fewer errors than {args.against} "
                   f"(paired bootstrap [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}])")
+    if writers:
+        print_by_writer(data)
     return 0
+
+
+def print_by_writer(data: dict) -> None:
+    """The writer-resampled intervals, and the spread of the writers' CERs."""
+    writers = data["by_writer"]
+    rates = sorted(100 * w["cer"] for w in writers["per_writer"])
+    print(f"by writer ({writers['writers']} writers): CER [{100 * writers['cer_ci95'][0]:.2f}, "
+          f"{100 * writers['cer_ci95'][1]:.2f}], WER [{100 * writers['wer_ci95'][0]:.2f}, "
+          f"{100 * writers['wer_ci95'][1]:.2f}] resampling writers; a writer's CER from {rates[0]:.2f} "
+          f"to {rates[-1]:.2f}, median {float(np.median(rates)):.2f}")
+    if "by_writer" in data.get("against", {}):
+        r = data["against"]["by_writer"]["cer"]
+        print(f"CER {100 * r['reduction']:+.1f}% fewer errors than the baseline "
+              f"(paired, resampling writers [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}])")

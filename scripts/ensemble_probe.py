@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.decoders.greedy import greedy_decode  # noqa: E402
 from pipeline.logits import LogitCache, label_order, load_logits  # noqa: E402
-from data_prep.records import iter_manifest  # noqa: E402
+from data_prep.records import line_writers  # noqa: E402
 from pipeline.metrics import ErrorRates, char_edits, error_rates, read_texts  # noqa: E402
 
 
@@ -58,18 +58,6 @@ def greedy_scores(refs: dict[str, str], ids: list[str], matrices, alphabet: list
     return error_rates((refs.get(i, ""), greedy_decode(m, alphabet, blank)) for i, m in zip(ids, matrices))
 
 
-def line_writers(manifest: Path, ids: list[str]) -> list[str]:
-    """The writer of each of ``ids``, from a manifest that names one for each of them."""
-    if manifest.suffix != ".jsonl":
-        raise ValueError(f"{manifest}: --first-weights needs a manifest (.jsonl) with a writer per line as --refs")
-    writers = {record.id: record.writer for record in iter_manifest(manifest)}
-    unnamed = [line_id for line_id in ids if not writers.get(line_id)]
-    if unnamed:
-        raise ValueError(f"{manifest}: {len(unnamed)} lines of the caches are not there or name no writer (e.g. {unnamed[0]}); "
-                         "give the caches' own manifest, prepared with --writer-pattern")
-    return [writers[line_id] for line_id in ids]
-
-
 def weighted_errors(refs: dict[str, str], caches: list[LogitCache], weights: list[float]) -> np.ndarray:
     """Character errors per (weight of the first cache, line) of the weighted mean log-probabilities."""
     first = caches[0]
@@ -98,7 +86,7 @@ def leave_one_writer_out(errors: np.ndarray, line_writer: list[str]) -> tuple[fl
 def print_first_weights(refs_path: Path, refs: dict[str, str], caches: list[LogitCache], names: list[str],
                         weights: list[float]) -> None:
     ids = caches[0].ids
-    writers = line_writers(refs_path, ids)
+    writers = line_writers(refs_path, ids, "--first-weights")
     chars = sum(char_edits(refs.get(line_id, ""), "").ref for line_id in ids)
     errors = weighted_errors(refs, caches, weights)
     print(f"weight of {names[0]} against {', '.join(names[1:])} (each 1), mean log-prob, greedy\n"

@@ -192,7 +192,7 @@ def test_ensemble_probe_weighs_the_first_cache_and_checks_the_weight_on_held_out
     assert "--first-weights 1,x: comma-separated numbers" in capsys.readouterr().err
     manifest.write_text(json.dumps({"id": "l0", "image": "l0.png", "text": "ab", "writer": "w0"}) + "\n", encoding="utf-8")
     assert probe.main(["--refs", str(manifest), "--first-weights", "1,2", *caches]) == 1
-    assert "1 lines of the caches are not there or name no writer (e.g. l1)" in capsys.readouterr().err
+    assert "1 lines are not there or name no writer (e.g. l1)" in capsys.readouterr().err
 
 
 def test_a_malformed_ensemble_description_is_one_clear_error(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.evaluate import (bootstrap_rate, edit_counts, evaluate, main, paired_reduction,
+from pipeline.evaluate import (bootstrap_rate, by_writer, edit_counts, evaluate, main, paired_reduction,
                                read_texts, summary)
 from pipeline.metrics import cpu_time
 
@@ -98,6 +98,55 @@ def test_cli_compares_two_systems_line_by_line(tmp_path, capsys):
     assert "fewer errors than" in capsys.readouterr().out
     assert main(["--ref", str(ref), "--hyp", str(bad), "--against", str(good), "--out", str(out), "--bootstrap", "200"]) == 0
     assert json.loads(out.read_text(encoding="utf-8"))["against"]["cer"]["high"] < 0
+
+
+@given(st.lists(st.tuples(st.sampled_from("wxyz"), st.text(alphabet="ab ", min_size=1, max_size=8),
+                          st.text(alphabet="ab ", max_size=8)), min_size=1, max_size=12))
+@settings(max_examples=60, deadline=None)
+def test_each_writers_rates_are_those_of_its_own_lines(lines):
+    refs = {str(i): ref for i, (_, ref, _) in enumerate(lines)}
+    hyps = {str(i): hyp for i, (_, _, hyp) in enumerate(lines)}
+    writers = [writer for writer, _, _ in lines]
+    result = evaluate(refs, hyps, tokenize=split)
+    data = by_writer(result, writers, samples=30)
+    assert [w["writer"] for w in data["per_writer"]] == sorted(set(writers)) and data["writers"] == len(set(writers))
+    for writer in data["per_writer"]:  # each writer's rates are those of its own lines scored alone
+        own = [key for key, name in zip(refs, writers) if name == writer["writer"]]
+        alone = summary(evaluate({k: refs[k] for k in own}, {k: hyps[k] for k in own}, tokenize=split), samples=10)
+        assert (writer["cer"], writer["wer"], writer["lines"]) == pytest.approx((alone["cer"], alone["wer"], len(own)))
+    assert sum(w["lines"] for w in data["per_writer"]) == len(lines)
+
+
+def test_resampling_writers_keeps_a_writers_lines_together():
+    """Two writers, one perfect and one with every character wrong, 20 lines each: resampling
+    lines gives a narrow interval around 50%, resampling writers sees sets of only one of them."""
+    refs = {f"l{i}": "abcd" for i in range(40)}
+    hyps = {f"l{i}": "abcd" if i < 20 else "wxyz" for i in range(40)}
+    result = evaluate(refs, hyps, tokenize=split)
+    low, high = by_writer(result, ["good"] * 20 + ["bad"] * 20, samples=400)["cer_ci95"]
+    line_low, line_high = summary(result, samples=400)["cer_ci95"]
+    assert (low, high) == (0.0, 1.0) and 0.3 < line_low < line_high < 0.7
+
+
+def test_cli_by_writer_reports_each_writer_and_names_a_manifest_without_writers(tmp_path, capsys):
+    ref = tmp_path / "manifest.jsonl"
+    ref.write_text("".join(json.dumps({"id": f"l{i}", "image": f"l{i}.png", "text": "le chat", "writer": f"w{i % 3}"}) + "\n"
+                           for i in range(9)), encoding="utf-8")
+    hyp, base = tmp_path / "hyp.tsv", tmp_path / "base.tsv"
+    hyp.write_text("".join(f"l{i}\tle chat\n" for i in range(9)), encoding="utf-8")
+    base.write_text("".join(f"l{i}\tle chot\n" for i in range(9)), encoding="utf-8")
+    out = tmp_path / "eval.json"
+    assert main(["--ref", str(ref), "--hyp", str(hyp), "--against", str(base), "--by-writer", "--out", str(out),
+                 "--bootstrap", "50"]) == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [w["writer"] for w in data["by_writer"]["per_writer"]] == ["w0", "w1", "w2"]
+    assert data["against"]["by_writer"]["cer"]["reduction"] == 1.0
+    assert "by writer (3 writers)" in capsys.readouterr().out
+    assert main(["--ref", str(hyp), "--hyp", str(hyp), "--by-writer"]) == 2
+    assert "needs a manifest (.jsonl) that names each line's writer" in capsys.readouterr().err
+    ref.write_text(json.dumps({"id": "l0", "image": "l0.png", "text": "le chat"}) + "\n", encoding="utf-8")
+    assert main(["--ref", str(ref), "--hyp", str(hyp), "--by-writer"]) == 2
+    assert "1 lines are not there or name no writer (e.g. l0)" in capsys.readouterr().err
 
 
 def test_cli_names_a_missing_baseline(tmp_path, capsys):
