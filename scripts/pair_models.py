@@ -3,7 +3,7 @@ errors model A's greedy output makes than model B's, with a paired-bootstrap 95%
 
     .venv/bin/python scripts/pair_models.py A B --manifest work/copiste/dev/manifest.jsonl \
         [--subset work/copiste/dev/rest.jsonl ...] [--manifest work/copiste/train/eighth.jsonl ...] \
-        [--out reports/probes/A-vs-B.json] [--threads 1]
+        [--out reports/probes/A-vs-B.json] [--threads 1] [--by-writer]
 
 For each model and manifest: ``htr recognize`` + ``htr decode --decoder greedy`` + ``htr evaluate
 --bootstrap 1000``, kept in ``work/pairs/MODEL/MANIFEST.{npz,tsv,json}`` and reused while newer than
@@ -14,6 +14,7 @@ the first manifest: an MDLSTM saved before ``--mdlstm-mask-padding`` reads a lin
 differently in other company (its right-to-left scans start at the batch's padded right edge), so
 reading the subset again would change its numbers.  Prints one line per comparison; ``--out`` writes them (models, manifests, each model's
 CER/WER with intervals, the reductions with intervals, the command) without per-line rows.
+``--by-writer`` adds the intervals from resampling whole writers (``htr evaluate --by-writer``).
 
 A model folder is anything ``htr recognize --model`` reads: a probe's ``work/probes/NAME`` (its
 best epoch), a released ``models/copiste/VARIANT``, an ensemble folder.
@@ -28,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.files import atomic_write_text  # noqa: E402
+from data_prep.records import line_writers  # noqa: E402
 from pipeline.cli import run_htr  # noqa: E402
 from pipeline.folders import MODEL_JSON, model_files  # noqa: E402
 
@@ -70,26 +72,36 @@ def greedy_transcription(model: Path, manifest: Path, threads: int) -> Path:
     return hyp
 
 
-def evaluation(ref: Path, hyp: Path, out: Path, against: Path | None = None) -> dict:
+def evaluation(ref: Path, hyp: Path, out: Path, against: Path | None = None, by_writer: bool = False) -> dict:
     """``htr evaluate`` of ``hyp`` on the lines of ``ref`` (optionally ``--against`` a second
-    hypothesis), cached in ``out`` while newer than its inputs."""
+    hypothesis, ``--by-writer``), cached in ``out`` while newer than its inputs."""
     inputs = [ref, hyp] + ([against] if against else [])
+    if by_writer:
+        out = out.with_name(f"{out.stem}+writers{out.suffix}")  # a cache without them stays as it is
     if not is_fresh(out, inputs):
         out.parent.mkdir(parents=True, exist_ok=True)
-        extra = ["--against", str(against)] if against else []
+        extra = (["--against", str(against)] if against else []) + (["--by-writer"] if by_writer else [])
         htr(["evaluate", "--ref", str(ref), "--hyp", str(hyp), *extra, "--bootstrap", str(BOOTSTRAP),
              "--out", str(out)])
     return json.loads(out.read_text(encoding="utf-8"))
 
 
+def pct(value: float) -> float:
+    return round(100 * value, 2)
+
+
 def scores(evaluation: dict) -> dict:
-    """CER and WER in percent with their intervals, and the counts behind them."""
-    def pct(value: float) -> float:
-        return round(100 * value, 2)
-    return {"cer": pct(evaluation["cer"]), "cer_ci95": [pct(x) for x in evaluation["cer_ci95"]],
-            "wer": pct(evaluation["wer"]), "wer_ci95": [pct(x) for x in evaluation["wer_ci95"]],
-            "char_errors": evaluation["chars"]["errors"], "chars": evaluation["chars"]["ref"],
-            "lines": evaluation["lines"]}
+    """CER and WER in percent with their intervals (and those from resampling writers, when
+    there), and the counts behind them."""
+    found = {"cer": pct(evaluation["cer"]), "cer_ci95": [pct(x) for x in evaluation["cer_ci95"]],
+             "wer": pct(evaluation["wer"]), "wer_ci95": [pct(x) for x in evaluation["wer_ci95"]],
+             "char_errors": evaluation["chars"]["errors"], "chars": evaluation["chars"]["ref"],
+             "lines": evaluation["lines"]}
+    if "by_writer" in evaluation:
+        writers = evaluation["by_writer"]
+        found.update(writers=writers["writers"], cer_ci95_writers=[pct(x) for x in writers["cer_ci95"]],
+                     wer_ci95_writers=[pct(x) for x in writers["wer_ci95"]])
+    return found
 
 
 def reduction(against: dict, unit: str) -> dict:
@@ -99,7 +111,7 @@ def reduction(against: dict, unit: str) -> dict:
 
 
 def compare(model_a: Path, model_b: Path, manifest: Path, threads: int,
-            subsets: tuple[Path, ...] = ()) -> list[dict]:
+            subsets: tuple[Path, ...] = (), by_writer: bool = False) -> list[dict]:
     """A against B on ``manifest``, then on the lines of each subset manifest as read within
     ``manifest`` (an MDLSTM saved before ``--mdlstm-mask-padding`` reads a line a little
     differently with other lines in its batch, so a subset is scored from the same outputs
@@ -109,13 +121,17 @@ def compare(model_a: Path, model_b: Path, manifest: Path, threads: int,
     rows = []
     for ref in (manifest, *subsets):
         name = slug(manifest) if ref == manifest else f"{slug(manifest)}@{slug(ref)}"
-        eval_a = evaluation(ref, hyp_a, WORK / slug(model_a) / f"{name}.json")
-        eval_b = evaluation(ref, hyp_b, WORK / slug(model_b) / f"{name}.json")
+        eval_a = evaluation(ref, hyp_a, WORK / slug(model_a) / f"{name}.json", by_writer=by_writer)
+        eval_b = evaluation(ref, hyp_b, WORK / slug(model_b) / f"{name}.json", by_writer=by_writer)
         paired = WORK / f"{slug(model_a)}--vs--{slug(model_b)}" / f"{name}.json"
-        against = evaluation(ref, hyp_a, paired, against=hyp_b)["against"]
-        rows.append({"manifest": str(ref), "read_within": str(manifest), "a": scores(eval_a), "b": scores(eval_b),
-                     "cer_reduction": reduction(against, "cer"), "wer_reduction": reduction(against, "wer"),
-                     "paired": str(paired)})
+        against = evaluation(ref, hyp_a, paired, against=hyp_b, by_writer=by_writer)["against"]
+        row = {"manifest": str(ref), "read_within": str(manifest), "a": scores(eval_a), "b": scores(eval_b),
+               "cer_reduction": reduction(against, "cer"), "wer_reduction": reduction(against, "wer"),
+               "paired": str(paired)}
+        if by_writer:
+            row.update(cer_reduction_writers=reduction(against["by_writer"], "cer"),
+                       wer_reduction_writers=reduction(against["by_writer"], "wer"))
+        rows.append(row)
     return rows
 
 
@@ -126,14 +142,21 @@ def fewer(cut: dict) -> str:
 
 def summary_line(row: dict) -> str:
     a, b, cut = row["a"], row["b"], row["cer_reduction"]
-    return (f"{row['manifest']} ({a['lines']} lines): CER {a['cer']:.2f} {a['cer_ci95']} against "
+    line = (f"{row['manifest']} ({a['lines']} lines): CER {a['cer']:.2f} {a['cer_ci95']} against "
             f"{b['cer']:.2f} {b['cer_ci95']}: A makes {fewer(cut)} character errors, paired 95% "
             f"[{cut['low']:.1f}, {cut['high']:.1f}]; WER {a['wer']:.2f} against {b['wer']:.2f}: "
             f"{fewer(row['wer_reduction'])} word errors")
+    if "cer_reduction_writers" in row:
+        by = row["cer_reduction_writers"]
+        line += (f"; resampling the {a['writers']} writers: CER {a['cer_ci95_writers']} against "
+                 f"{b['cer_ci95_writers']}, paired [{by['low']:.1f}, {by['high']:.1f}]")
+    return line
 
 
-def check_inputs(models: list[Path], manifests: list[Path], subsets: list[Path]) -> str | None:
-    """The first problem with the inputs, as one line; None when they can be read."""
+def check_inputs(models: list[Path], manifests: list[Path], subsets: list[Path],
+                 by_writer: bool = False) -> str | None:
+    """The first problem with the inputs, as one line; None when they can be read (raises
+    ValueError for a manifest that is not one, or names no writer that ``by_writer`` needs)."""
     for model in models:
         if not (model / MODEL_JSON).is_file():
             return f"{model}: not a model folder (no {MODEL_JSON}); give a folder written by htr train or htr ensemble"
@@ -147,6 +170,8 @@ def check_inputs(models: list[Path], manifests: list[Path], subsets: list[Path])
             if outside:
                 return (f"{subset}: {len(outside)} lines are not in {manifests[0]} (e.g. {outside[0]}); "
                         "a --subset must be a part of the first --manifest")
+    for manifest in manifests if by_writer else []:  # before any model reads a line
+        line_writers(manifest, line_ids(manifest), "--by-writer")
     return None
 
 
@@ -174,13 +199,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "scored from the outputs on that manifest (repeat for several)")
     parser.add_argument("--out", type=Path, help="write the comparison as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of htr recognize")
+    parser.add_argument("--by-writer", action="store_true",
+                        help="also resample whole writers (htr evaluate --by-writer): every manifest must "
+                             "name each line's writer")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        problem = check_inputs([args.model_a, args.model_b], args.manifest, args.subset)
+        problem = check_inputs([args.model_a, args.model_b], args.manifest, args.subset, args.by_writer)
     except (OSError, ValueError) as error:
         problem = str(error)
     if problem:
@@ -188,13 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = [row for number, manifest in enumerate(args.manifest)
             for row in compare(args.model_a, args.model_b, manifest, args.threads,
-                               tuple(args.subset) if number == 0 else ())]
+                               tuple(args.subset) if number == 0 else (), args.by_writer)]
     for row in rows:
         print(summary_line(row))
     if args.out:
         command = "scripts/pair_models.py " + " ".join(
             [str(args.model_a), str(args.model_b)] + [f"--manifest {m}" for m in args.manifest]
-            + [f"--subset {m}" for m in args.subset])
+            + [f"--subset {m}" for m in args.subset] + (["--by-writer"] if args.by_writer else []))
         report = {"a": str(args.model_a), "b": str(args.model_b), "decoder": "greedy",
                   "bootstrap": BOOTSTRAP, "command": command, "comparisons": rows}
         try:

@@ -27,7 +27,7 @@ def pair(tmp_path, monkeypatch):
     return module
 
 
-def _manifest(root: Path, count: int = 5) -> Path:
+def _manifest(root: Path, count: int = 5, writers: int = 0) -> Path:
     rng = np.random.default_rng(0)
     (root / "lines").mkdir(parents=True)
     records = []
@@ -36,7 +36,8 @@ def _manifest(root: Path, count: int = 5) -> Path:
         for x in range(8, 150, 14):
             image[6:18, x:x + int(rng.integers(4, 10))] = 30
         Image.fromarray(image).save(root / "lines" / f"l{number}.png")
-        records.append({"id": f"l{number}", "image": f"lines/l{number}.png", "text": ["ab c", "ba", "cab"][number % 3]})
+        records.append({"id": f"l{number}", "image": f"lines/l{number}.png", "text": ["ab c", "ba", "cab"][number % 3],
+                        **({"writer": f"w{number % writers}"} if writers else {})})
     manifest = root / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return manifest
@@ -64,6 +65,22 @@ def test_the_reduction_is_the_share_of_b_errors_that_a_does_not_make(pair, tmp_p
     assert row["cer_reduction"]["low"] <= row["cer_reduction"]["reduction"] <= row["cer_reduction"]["high"]
     assert "per_line" not in json.dumps(report) and report["command"].startswith("scripts/pair_models.py")
     assert str(manifest) in capsys.readouterr().out
+
+
+def test_by_writer_adds_the_intervals_from_resampling_writers(pair, tmp_path, capsys):
+    manifest = _manifest(tmp_path / "data", count=6, writers=3)
+    a, b = _model(tmp_path / "a", 1), _model(tmp_path / "b", 2)
+    out = tmp_path / "a-vs-b.json"
+    assert pair.main([str(a), str(b), "--manifest", str(manifest), "--by-writer", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    row = report["comparisons"][0]
+    assert row["a"]["writers"] == 3 and len(row["a"]["cer_ci95_writers"]) == 2
+    cut, by = row["cer_reduction"], row["cer_reduction_writers"]
+    assert by["reduction"] == cut["reduction"] and by["low"] <= by["reduction"] <= by["high"]
+    assert "resampling the 3 writers" in capsys.readouterr().out and report["command"].endswith("--by-writer")
+    bare = _manifest(tmp_path / "bare")  # no writers: one line naming what is missing
+    assert pair.main([str(a), str(b), "--manifest", str(bare), "--by-writer"]) == 1
+    assert "name no writer" in capsys.readouterr().err
 
 
 def test_a_model_against_itself_reduces_nothing(pair, tmp_path):
