@@ -46,7 +46,6 @@ GATES = 5  # i, f_up, f_left, o, g
 IMPLS = ("auto", "naive", "wavefront", "cpp")
 
 
-
 # ----------------------------------------------------------------------------- directions
 def _flip_scan(t: Tensor, direction: int, h_dim: int, w_dim: int) -> Tensor:
     """Flip ``t`` so that ``direction``'s start corner becomes the top-left (its own inverse)."""
@@ -156,6 +155,8 @@ def wavefront_scan(xp: Tensor, weight_hh: Tensor, cells: Tensor | None = None) -
 
 
 # ----------------------------------------------------------------------------- C++ (build: pipeline/mdlstm_ext.py)
+
+
 def lanes_for(batch: int) -> int:
     """Lanes per group of images scanned in lock step: the fewest padded images, then wider."""
     return min((4, 8), key=lambda lanes: (-batch % lanes, -lanes))
@@ -271,7 +272,7 @@ class MDLSTM2d(nn.Module):
         if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             if self.impl == "cpp":
                 warn_once(f"MDLSTM2d: the C++ scan takes float32/float64 CPU tensors; "
-                           f"using the wavefront for {x.dtype} on {x.device}")
+                          f"using the wavefront for {x.dtype} on {x.device}")
             return "wavefront"
         if not cpp_available():
             warn_once(f"MDLSTM2d: C++ scan unavailable ({extension_error()}); using the wavefront")
