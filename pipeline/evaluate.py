@@ -21,7 +21,7 @@ import numpy as np
 
 from common.files import atomic_write_text
 from data_prep.records import line_writers
-from pipeline.metrics import EditCounts, char_edits, edit_counts, read_texts, word_edits
+from pipeline.metrics import EditCounts, char_edits, edit_counts, error_rate, read_texts, word_edits
 
 
 @dataclass
@@ -105,18 +105,13 @@ def writer_arrays(result: Evaluation, writers: list[str]) -> tuple[np.ndarray, .
     return tuple(group_sums(values, writers)[1] for values in result.arrays())
 
 
-def rate(errors: float, length: float) -> float:
-    """Errors over reference length, as :attr:`EditCounts.rate` (1 for errors on an empty reference)."""
-    return float(errors / length) if length else float(errors > 0)
-
-
 def by_writer(result: Evaluation, writers: list[str], samples: int = 1000) -> dict:
     """Each writer's CER and WER, and the 95% intervals of the set's rates when whole writers
     are resampled (a writer's lines stay together: the interval a new set of hands would see)."""
     char_errors, chars, word_errors, words = writer_arrays(result, writers)
     names, lines = group_sums(np.ones(len(writers)), writers)
-    per_writer = [{"writer": name, "lines": int(lines[i]), "cer": rate(char_errors[i], chars[i]),
-                   "wer": rate(word_errors[i], words[i])} for i, name in enumerate(names)]
+    per_writer = [{"writer": name, "lines": int(lines[i]), "cer": error_rate(char_errors[i], chars[i]),
+                   "wer": error_rate(word_errors[i], words[i])} for i, name in enumerate(names)]
     return {"writers": len(names), "cer_ci95": bootstrap_rate(char_errors, chars, samples),
             "wer_ci95": bootstrap_rate(word_errors, words, samples), "per_writer": per_writer}
 

@@ -20,6 +20,11 @@ from data_prep.records import read_manifest
 from lm.text import normalize, tokenize
 
 
+def error_rate(errors: float, length: float) -> float:
+    """Errors over reference length; 1 for any error on an empty reference, 0 for none."""
+    return float(errors / length) if length else float(errors > 0)
+
+
 @dataclass
 class EditCounts:
     ref: int = 0
@@ -33,7 +38,7 @@ class EditCounts:
 
     @property
     def rate(self) -> float:
-        return self.errors / self.ref if self.ref else float(self.errors > 0)
+        return error_rate(self.errors, self.ref)
 
     def add(self, other: "EditCounts") -> None:
         self.ref += other.ref

@@ -356,12 +356,13 @@ class CRNN(nn.Module):
         columns lie past the line's frames and are never read)."""
         if not self.config.crnn_mask_padding or bool((own_widths >= x.shape[3]).all()):
             return self.conv(x)
-        full_width = x.shape[3]
+        from pipeline.mdlstm import column_mask
+        full_width, masked_after = x.shape[3], self.block_ends[:-1]
         for index, module in enumerate(self.conv):
             x = module(x)
-            if index in self.block_ends[:-1]:
+            if index in masked_after:
                 columns = own_widths.to(x.device) * x.shape[3] // full_width  # the widths at this block's scale
-                x = x * (torch.arange(x.shape[3], device=x.device) < columns.unsqueeze(1)).to(x.dtype)[:, None, None, :]
+                x = x * column_mask(columns, x.shape[3], x.dtype)[:, None, None, :]
         return x
 
 
