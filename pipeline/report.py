@@ -31,6 +31,7 @@ from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E
 from pipeline.metrics import best_epoch_row, cpu_time  # noqa: E402
 from pipeline.page_eval import GT_LINES, PREDICTED  # noqa: E402
 from pipeline.report_pages import html_page, markdown_page  # noqa: E402
+from pipeline.report_writers import writer_plot, writer_table  # noqa: E402
 
 
 @dataclass
@@ -344,11 +345,14 @@ def write_report(folder: Path) -> dict[str, Path]:
     scores = _load_scores(exp, "test")
     calibrations = _read_each(exp, lambda variant, system: exp.paths.calibration(variant, "test", system))
     tables = {"paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
+              "writers": writer_table(exp, scores),
               "lm_info": lm_rows(exp), "segmentation": segmentation_rows(exp), "pages": page_level(exp),
               "calibration": calibration_rows(calibrations), "cost": cost_rows(exp)}
     learning_curves(exp, out / "learning_curves.png")
     score_bars(exp, scores, out / "scores.png")
     figures = {"paper": "scores.png"}
+    if writer_plot(exp, scores, out / "writers.png", _save_figure):
+        figures["writers"] = "writers.png"
     if reliability_plot(exp, calibrations, out / "reliability.png"):
         figures["calibration"] = "reliability.png"
     items = gallery(exp, scores)

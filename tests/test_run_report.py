@@ -106,14 +106,15 @@ def test_every_planned_step_has_its_own_stamp_in_the_experiment_folder(tmp_path)
     assert len(set(stamps)) == len(stamps)
 
 
-def _write_outputs(tmp_path: Path, exp) -> None:
+def _write_outputs(tmp_path: Path, exp, writers: int = 0) -> None:
     rng = np.random.default_rng(0)
     records = []
     for i in range(12):
         image = tmp_path / "lines" / f"l{i}.png"
         image.parent.mkdir(exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (20, 60), dtype=np.uint8)).save(image)
-        records.append(LineRecord(id=f"l{i}", image=str(image), text=f"the cat {i} sat on the mat", page=f"/p/page{i // 4}.jpg"))
+        records.append(LineRecord(id=f"l{i}", image=str(image), text=f"the cat {i} sat on the mat", page=f"/p/page{i // 4}.jpg",
+                                  writer=f"w{i % writers}" if writers else None))
     write_manifest(exp.test, records)
     refs = {r.id: r.text for r in records}
     errors = {"dropout-none": {"RNN alone": 4, "+ lexicon + LM": 2}, "dropout-all": {"RNN alone": 2, "+ lexicon + LM": 1}}
@@ -159,6 +160,22 @@ def test_report_shows_the_paper_table_reductions_plots_and_gallery(tmp_path):
     markdown = write_report(exp.folder)["markdown"].read_text()
     assert "Interim report" not in markdown and "3 epochs (finished)" in markdown
     assert "best dev CER 26.7% at epoch 3" in markdown
+    assert "## Over writers" in markdown and metrics["tables"]["writers"] == []  # the manifest names none
+
+
+def test_with_writers_the_report_resamples_whole_writers_and_plots_each_one(tmp_path):
+    config, exp = _experiment(tmp_path)
+    exp.folder.mkdir()
+    (exp.folder / "config.toml").write_text(config.read_text())
+    _write_outputs(tmp_path, exp, writers=3)
+    paths = write_report(exp.folder)
+    table = json.loads(paths["metrics"].read_text())["tables"]["writers"]
+    rows = {(row[0], row[1]): row for row in table[1:]}
+    assert len(rows) == 4 and all(row[2] == "3" for row in rows.values())
+    none, dropout = rows[("dropout-none", "RNN alone")], rows[("dropout-all", "RNN alone")]
+    assert none[-1] == "-" and dropout[-1].startswith("50.0%")  # half the errors on every writer's lines
+    assert float(dropout[3].split()[0]) == float(none[3].split()[0]) / 2
+    assert (exp.folder / "report" / "writers.png").stat().st_size > 1000
 
 
 def test_training_minutes_add_up_the_runs_of_a_resumed_training():
