@@ -273,8 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         flags = json.loads(saved.read_text(encoding="utf-8"))["flags"]  # a resumed probe keeps its recipe
     command = train_command(args.name, args.epochs, args.threads, flags)
     REPORTS.mkdir(parents=True, exist_ok=True)
+    # while it runs, the record names the command that continues it (a killed run keeps it)
+    running = " ".join(["scripts/probe.py", args.name, "--epochs", str(args.epochs), "--threads", str(args.threads),
+                        "--", *flags])
     atomic_write_text(saved, json.dumps({"name": args.name, "flags": flags, "threads": args.threads,
-                                         "command": "started"}, indent=1) + "\n")
+                                         "command": running, "state": "running"}, indent=1) + "\n")
     # Ctrl-C, SIGINT or SIGTERM stops the training (its last.pt stays) and records what it did; a
     # probe started in the background has SIGINT ignored by the shell, so both are set here
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
