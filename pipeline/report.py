@@ -1,8 +1,9 @@
 """``htr report EXP_DIR``: the paper-style report of an experiment, Markdown and HTML.
 
 Reads only the files ``htr run`` wrote (eval JSON, page-level scores, hypotheses, metrics,
-timings, segmentation scores), so it can be regenerated at any time; it scores nothing itself
-but the paired reductions between the line scores it reads.  The HTML page is
+timings, segmentation scores, and the test manifest's writers), so it can be regenerated at any
+time; it scores nothing itself but the paired reductions between the line scores it reads and
+their intervals over writers (:mod:`pipeline.report_writers`).  The HTML page is
 self-contained: plots and line images are embedded.
 """
 from __future__ import annotations
