@@ -51,7 +51,7 @@ SECTIONS = (
     ("Relative reduction from dropout", "dropout", "Paired bootstrap over the same test lines; positive = fewer errors than the first variant."),
     ("Over writers", "writers", "Intervals from resampling whole writers (each writer's lines together): how the rates "
      "would vary over another set of hands, which the intervals over lines understate. Reductions: writers resampled in "
-     "pairs, same system. Needs a test manifest that names each line's writer (htr prepare --writer-pattern)."),
+     "pairs, same system. Needs a test manifest that names each line's writer (htr prepare --writer-pattern; synthetic pages name their font)."),
     ("Relative reduction from lexicon and language model", "lm", "Each decoding system against the RNN alone, same model."),
     ("Language model and lexicon", "lm_info", "Built by `htr lm` from the training text (lm/lm.json); "
      "the extension (htr lm --extra-words) adds words the n-gram scores as unknown, weighted by their frequency."),

@@ -75,6 +75,19 @@ def test_pages_alto_and_line_crops_are_written(rendered):
 
 
 @needs_assets
+def test_each_line_names_its_pages_font_as_its_writer(rendered):
+    from data_prep.synthetic.fonts import find_fonts
+    from data_prep.synthetic.text import ALPHABET
+    font_names = {font.stem for font in find_fonts(DEFAULTS.fonts_dir, ALPHABET)}
+    for split in SPLITS:
+        writers_of_page: dict[str, set] = {}
+        for record in read_manifest(rendered / split / "manifest.jsonl"):
+            writers_of_page.setdefault(Path(record.page).stem, set()).add(record.writer)
+        assert writers_of_page and all(len(w) == 1 and w <= font_names for w in writers_of_page.values())
+    assert all(record.writer for record in read_manifest(rendered / "manifest.jsonl"))
+
+
+@needs_assets
 def test_alto_read_back_gives_the_manifest_lines(rendered):
     log = SkipLog(stream=None)
     for split in SPLITS:

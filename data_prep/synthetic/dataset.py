@@ -4,7 +4,8 @@ Writes, under the output folder::
 
     text/{train,dev,test}.txt      sentences of each split (train.txt is the LM corpus)
     {split}/pages/NAME.jpg + .xml  rendered pages and their ALTO v4 ground truth
-    {split}/manifest.jsonl, lines/ line crops, read back from the ALTO like any real data
+    {split}/manifest.jsonl, lines/ line crops, read back from the ALTO like any real data; each
+                                   line's writer is its page's font (reports resample fonts as hands)
     manifest.jsonl                 all splits together (records carry "split")
     synthetic-config.json          the settings; pages are re-rendered when they change
 
@@ -44,11 +45,25 @@ def page_name(split: str, number: int) -> str:
     return f"{split}-{number:04d}"
 
 
+def page_rng(config: SyntheticConfig, split: str, number: int) -> np.random.Generator:
+    """The generator of one page: its font is the first draw, then its layout and text."""
+    return np.random.default_rng([config.seed, SPLITS.index(split), number])
+
+
+def draw_font(rng: np.random.Generator, fonts: list[Path]) -> Path:
+    return fonts[int(rng.integers(len(fonts)))]
+
+
+def page_fonts(config: SyntheticConfig, split: str, count: int, fonts: list[Path]) -> dict[str, str]:
+    """Page name -> the name of the font it is written in (the page's "writer")."""
+    return {page_name(split, n): draw_font(page_rng(config, split, n), fonts).stem for n in range(count)}
+
+
 def render_page(config: SyntheticConfig, split: str, number: int, split_sentences_: list[str],
                 fonts: list[Path], pages_dir: Path) -> None:
     """Render one page and its ALTO file (atomically: both appear, or neither)."""
-    rng = np.random.default_rng([config.seed, SPLITS.index(split), number])
-    font = fonts[int(rng.integers(len(fonts)))]
+    rng = page_rng(config, split, number)
+    font = draw_font(rng, fonts)
     size = int(rng.integers(config.font_size_min, config.font_size_max + 1))
     layout = random_layout(rng, config.page_width, config.page_height, font, size, config.max_skew_degrees)
     wanted = int(rng.integers(max(1, lines_per_page(layout) // 2), lines_per_page(layout) + 1))
@@ -123,11 +138,19 @@ def build_synthetic(config: SyntheticConfig, options: PrepareOptions) -> dict[st
         _remove_extra_pages(split_out / "pages", counts[split], split)
         result = prepare_source("alto", split_out / "pages", replace(options, out=split_out, split=split))
         summaries[split] = result.summary()
-        for record in read_manifest(split_out / "manifest.jsonl"):
-            record.image = f"{split}/{record.image}"
-            combined.append(record)
+        records = name_writers(read_manifest(split_out / "manifest.jsonl"), page_fonts(config, split, counts[split], fonts))
+        write_manifest(split_out / "manifest.jsonl", records)
+        for record in records:
+            combined.append(replace(record, image=f"{split}/{record.image}"))
     write_manifest(out / "manifest.jsonl", combined)
     return summaries
+
+
+def name_writers(records: list[LineRecord], fonts_by_page: dict[str, str]) -> list[LineRecord]:
+    """Each line's writer is the font of its page, so that reports can resample whole hands
+    (the font) as they do writers of real pages."""
+    return [replace(record, writer=fonts_by_page.get(Path(record.page).stem) if record.page else None)
+            for record in records]
 
 
 def _remove_extra_pages(pages_dir: Path, count: int, split: str) -> None:
