@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from data_prep.records import line_writers
 from pipeline.evaluate import bootstrap_rate, group_sums, paired_reduction
@@ -76,8 +78,8 @@ def writer_table(exp: Experiment, scores: dict) -> list[list[str]]:
     for (variant, system), s in sums.items():
         cers = s.cers
         rows.append([variant, system, str(len(s.writers)),
-                     f"{_pct(s.char_errors.sum() / s.chars.sum())} {_interval(bootstrap_rate(s.char_errors, s.chars))}",
-                     f"{_pct(s.word_errors.sum() / s.words.sum())} {_interval(bootstrap_rate(s.word_errors, s.words))}",
+                     f"{_pct(error_rate(s.char_errors.sum(), s.chars.sum()))} {_interval(bootstrap_rate(s.char_errors, s.chars))}",
+                     f"{_pct(error_rate(s.word_errors.sum(), s.words.sum()))} {_interval(bootstrap_rate(s.word_errors, s.words))}",
                      f"{_pct(float(np.median(cers)))} ({_pct(cers.min())}-{_pct(cers.max())})",
                      _reduction(sums.get((base, system)), s) if variant != base else "-"])
     return rows
@@ -90,7 +92,7 @@ def _reduction(base: WriterSums | None, new: WriterSums) -> str:
     return f"{_pct(r['reduction'])}% [{_pct(r['low'])}, {_pct(r['high'])}]"
 
 
-def writer_plot(exp: Experiment, scores: dict, path: Path, save) -> bool:
+def writer_plot(exp: Experiment, scores: dict, path: Path, save: Callable[[Figure, Path], None]) -> bool:
     """Each writer's CER under each variant, the first system (the RNN alone), writers sorted
     by the first variant's CER; ``save(fig, path)`` writes it.  False if there is nothing to
     draw."""
