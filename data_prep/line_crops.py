@@ -39,6 +39,8 @@ class PrepareOptions:
     split: str | None = None
     show_progress: bool = True
     keep_empty: bool = False  # keep lines without text (predicted segmentation, transcription)
+    # page image name without suffix -> the writer of its lines, where the source names none
+    page_writers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,6 +118,7 @@ def process_page(spec: PageSpec, options: PrepareOptions) -> tuple[list[LineReco
         return records, log
     background = page_background(page)
     pattern = re.compile(options.writer_pattern) if options.writer_pattern else None
+    page_writer = spec.writer or options.page_writers.get(spec.image.stem)
     for line in spec.lines:
         where = f"{spec.source} line {line.id}"
         if not line.text and not options.keep_empty:
@@ -131,7 +134,7 @@ def process_page(spec: PageSpec, options: PrepareOptions) -> tuple[list[LineReco
             continue
         records.append(LineRecord(id=line.id, image=relative, text=line.text, page=str(spec.image.resolve()),
                                   polygon=line.polygon, baseline=line.baseline,
-                                  writer=_writer(pattern, spec.writer, line.id), split=options.split))
+                                  writer=_writer(pattern, page_writer, line.id), split=options.split))
     return records, log
 
 

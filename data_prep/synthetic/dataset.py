@@ -136,21 +136,15 @@ def build_synthetic(config: SyntheticConfig, options: PrepareOptions) -> dict[st
         split_out = out / split
         (split_out / "pages").mkdir(parents=True, exist_ok=True)  # a split of 0 pages is an empty folder
         _remove_extra_pages(split_out / "pages", counts[split], split)
-        result = prepare_source("alto", split_out / "pages", replace(options, out=split_out, split=split))
+        writers = page_fonts(config, split, counts[split], fonts)  # a page's font is its lines' writer
+        result = prepare_source("alto", split_out / "pages", replace(options, out=split_out, split=split,
+                                                                      page_writers=writers))
         summaries[split] = result.summary()
-        records = name_writers(read_manifest(split_out / "manifest.jsonl"), page_fonts(config, split, counts[split], fonts))
-        write_manifest(split_out / "manifest.jsonl", records)
-        for record in records:
-            combined.append(replace(record, image=f"{split}/{record.image}"))
+        for record in read_manifest(split_out / "manifest.jsonl"):
+            record.image = f"{split}/{record.image}"
+            combined.append(record)
     write_manifest(out / "manifest.jsonl", combined)
     return summaries
-
-
-def name_writers(records: list[LineRecord], fonts_by_page: dict[str, str]) -> list[LineRecord]:
-    """Each line's writer is the font of its page, so that reports can resample whole hands
-    (the font) as they do writers of real pages."""
-    return [replace(record, writer=fonts_by_page.get(Path(record.page).stem) if record.page else None)
-            for record in records]
 
 
 def _remove_extra_pages(pages_dir: Path, count: int, split: str) -> None:
