@@ -31,8 +31,8 @@ from pipeline.experiment import Experiment, ExperimentFolder, System, load_exper
 from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E402
 from pipeline.metrics import best_epoch_row, cpu_time  # noqa: E402
 from pipeline.page_eval import GT_LINES, PREDICTED  # noqa: E402
-from pipeline.report_pages import html_page, markdown_page  # noqa: E402
-from pipeline.report_writers import writer_plot, writer_table  # noqa: E402
+from pipeline.report_pages import html_page, interval, markdown_page, percent, reduction_cell  # noqa: E402
+from pipeline.report_writers import writer_plot, writer_sums, writer_table  # noqa: E402
 
 
 @dataclass
@@ -63,14 +63,6 @@ def _load_scores(exp: Experiment, split: str) -> dict[tuple[str, str], Scores]:
     return {key: Scores(data) for key, data in found.items()}
 
 
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f}"
-
-
-def _ci(pair: list[float] | tuple[float, float]) -> str:
-    return f"[{_pct(pair[0])}, {_pct(pair[1])}]"
-
-
 def paper_table(exp: Experiment, scores: dict) -> list[list[str]]:
     header = ["model"] + [f"{s.name} {m}" for s in exp.systems for m in ("CER %", "WER %")]
     rows = [header]
@@ -82,7 +74,7 @@ def paper_table(exp: Experiment, scores: dict) -> list[list[str]]:
                 row += ["-", "-"]
             else:
                 d = score.data
-                row += [f"{_pct(d['cer'])} {_ci(d['cer_ci95'])}", f"{_pct(d['wer'])} {_ci(d['wer_ci95'])}"]
+                row += [f"{percent(d['cer'])} {interval(d['cer_ci95'])}", f"{percent(d['wer'])} {interval(d['wer_ci95'])}"]
         rows.append(row)
     return rows
 
@@ -118,11 +110,8 @@ def _reductions(base: Scores | None, new: Scores | None) -> list[str]:
         return ["-", "-"]
     be, bl, bw, bwl = base.arrays()
     ne, _, nw, _ = new.arrays()
-    cells = []
-    for errors_base, errors_new, lengths in ((be, ne, bl), (bw, nw, bwl)):
-        r = paired_reduction(errors_base, errors_new, lengths)
-        cells.append(f"{_pct(r['reduction'])}% [{_pct(r['low'])}, {_pct(r['high'])}]")
-    return cells
+    return [reduction_cell(paired_reduction(errors_base, errors_new, lengths))
+            for errors_base, errors_new, lengths in ((be, ne, bl), (bw, nw, bwl))]
 
 
 def calibration_rows(calibrations: dict[tuple[str, str], dict]) -> list[list[str]]:
@@ -131,7 +120,7 @@ def calibration_rows(calibrations: dict[tuple[str, str], dict]) -> list[list[str
         return []
     rows = [["model", "system", "words", "word accuracy %", "mean word confidence %", "ECE %"]]
     for (variant, system), data in calibrations.items():
-        cells = [_pct(data[key]) if data[key] is not None else "-" for key in ("accuracy", "mean_confidence", "ece")]
+        cells = [percent(data[key]) if data[key] is not None else "-" for key in ("accuracy", "mean_confidence", "ece")]
         rows.append([variant, system, str(data["words"]), *cells])
     return rows
 
@@ -148,7 +137,7 @@ def reliability_plot(exp: Experiment, calibrations: dict[tuple[str, str], dict],
             bins = [b for b in calibrations.get((variant, system), {}).get("bins", []) if b["words"]]
             if bins:
                 ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", markersize=3,
-                        label=f"{variant} (ECE {_pct(calibrations[(variant, system)]['ece'])}%)")
+                        label=f"{variant} (ECE {percent(calibrations[(variant, system)]['ece'])}%)")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="word confidence (bin mean)", ylabel="word accuracy", title=system)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -231,8 +220,8 @@ def page_level(exp: Experiment) -> list[list[str]]:
              f"{GT_LINES} WER %", f"{PREDICTED} WER %"]]
     for (variant, system), data in found.items():
         scores = data["scores"]
-        rows.append([variant, system, _pct(scores[GT_LINES]["cer"]), *(_pct(scores[name]["cer"]) for name in predicted),
-                     _pct(scores[GT_LINES]["wer"]), _pct(scores[PREDICTED]["wer"])])
+        rows.append([variant, system, percent(scores[GT_LINES]["cer"]), *(percent(scores[name]["cer"]) for name in predicted),
+                     percent(scores[GT_LINES]["wer"]), percent(scores[PREDICTED]["wer"])])
     return rows
 
 
@@ -345,14 +334,15 @@ def write_report(folder: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     scores = _load_scores(exp, "test")
     calibrations = _read_each(exp, lambda variant, system: exp.paths.calibration(variant, "test", system))
+    by_writer = writer_sums(exp.test, scores)
     tables = {"paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
-              "writers": writer_table(exp, scores),
+              "writers": writer_table(exp, by_writer),
               "lm_info": lm_rows(exp), "segmentation": segmentation_rows(exp), "pages": page_level(exp),
               "calibration": calibration_rows(calibrations), "cost": cost_rows(exp)}
     learning_curves(exp, out / "learning_curves.png")
     score_bars(exp, scores, out / "scores.png")
     figures = {"paper": "scores.png"}
-    if writer_plot(exp, scores, out / "writers.png", _save_figure):
+    if writer_plot(exp, by_writer, out / "writers.png", _save_figure):
         figures["writers"] = "writers.png"
     if reliability_plot(exp, calibrations, out / "reliability.png"):
         figures["calibration"] = "reliability.png"

@@ -12,6 +12,20 @@ from pathlib import Path
 from pipeline.experiment import Experiment
 
 
+def percent(value: float) -> str:
+    """A rate as a table cell: one decimal of a percent, "n/a" for NaN."""
+    return "n/a" if value != value else f"{100 * value:.1f}"
+
+
+def interval(pair: list[float] | tuple[float, float]) -> str:
+    return f"[{percent(pair[0])}, {percent(pair[1])}]"
+
+
+def reduction_cell(reduction: dict[str, float]) -> str:
+    """A relative reduction with its interval (:func:`pipeline.evaluate.paired_reduction`)."""
+    return f"{percent(reduction['reduction'])}% [{percent(reduction['low'])}, {percent(reduction['high'])}]"
+
+
 def _diff_html(ref: str, hyp: str) -> str:
     """The hypothesis with substituted/inserted characters marked, deletions struck from ref."""
     parts = []

@@ -23,6 +23,7 @@ from data_prep.records import line_writers
 from pipeline.evaluate import bootstrap_rate, group_sums, paired_reduction
 from pipeline.experiment import Experiment
 from pipeline.metrics import error_rate
+from pipeline.report_pages import interval, percent, reduction_cell
 
 WHAT_NEEDS_WRITERS = "the report's intervals over writers"
 
@@ -43,33 +44,35 @@ class WriterSums:
         return np.array([error_rate(e, n) for e, n in zip(self.char_errors, self.chars)])
 
 
-def writer_sums(per_line: list[dict], test: Path) -> WriterSums | None:
-    """Sum an evaluation's per-line rows over the writers ``test`` names; None when the manifest
-    does not name a writer for every scored line."""
-    try:
-        writers = line_writers(test, [row["id"] for row in per_line], WHAT_NEEDS_WRITERS)
-    except (ValueError, OSError):
-        return None
+def writer_sums(test: Path, scores: dict) -> dict[tuple[str, str], WriterSums]:
+    """Each (variant, system)'s per-line rows summed over the writers ``test`` names, reading
+    the manifest once for every set of scored lines; a set it does not name a writer for
+    every line of is left out."""
+    writers_of: dict[tuple[str, ...], list[str] | None] = {}
+    sums = {}
+    for key, score in scores.items():
+        ids = tuple(row["id"] for row in score.per_line)
+        if ids not in writers_of:
+            try:
+                writers_of[ids] = line_writers(test, ids, WHAT_NEEDS_WRITERS)
+            except (ValueError, OSError):
+                writers_of[ids] = None
+        if writers_of[ids] is not None:
+            sums[key] = _sum_over_writers(score.per_line, writers_of[ids])
+    return sums
+
+
+def _sum_over_writers(per_line: list[dict], writers: list[str]) -> WriterSums:
     columns = [np.array([row[key] for row in per_line], dtype=float)
                for key in ("char_errors", "chars", "word_errors", "words")]
     names = group_sums(columns[0], writers)[0]
     return WriterSums(names, *(group_sums(values, writers)[1] for values in columns))
 
 
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f}"
-
-
-def _interval(pair: tuple[float, float]) -> str:
-    return f"[{_pct(pair[0])}, {_pct(pair[1])}]"
-
-
-def writer_table(exp: Experiment, scores: dict) -> list[list[str]]:
-    """Per (variant, system): writers, CER and WER with 95% intervals over writers, the median
-    and range of the writers' CERs, and the CER reduction over the first variant with writers
-    resampled in pairs.  Empty when the test manifest names no writers."""
-    sums = {key: found for key, score in scores.items()
-            if (found := writer_sums(score.per_line, exp.test)) is not None}
+def writer_table(exp: Experiment, sums: dict[tuple[str, str], WriterSums]) -> list[list[str]]:
+    """Per (variant, system) of ``sums`` (:func:`writer_sums`): writers, CER and WER with 95%
+    intervals over writers, the median and range of the writers' CERs, and the CER reduction
+    over the first variant with writers resampled in pairs.  Empty without writers."""
     if not sums:
         return []
     base = list(exp.variants)[0]
@@ -78,9 +81,9 @@ def writer_table(exp: Experiment, scores: dict) -> list[list[str]]:
     for (variant, system), s in sums.items():
         cers = s.cers
         rows.append([variant, system, str(len(s.writers)),
-                     f"{_pct(error_rate(s.char_errors.sum(), s.chars.sum()))} {_interval(bootstrap_rate(s.char_errors, s.chars))}",
-                     f"{_pct(error_rate(s.word_errors.sum(), s.words.sum()))} {_interval(bootstrap_rate(s.word_errors, s.words))}",
-                     f"{_pct(float(np.median(cers)))} ({_pct(cers.min())}-{_pct(cers.max())})",
+                     f"{percent(error_rate(s.char_errors.sum(), s.chars.sum()))} {interval(bootstrap_rate(s.char_errors, s.chars))}",
+                     f"{percent(error_rate(s.word_errors.sum(), s.words.sum()))} {interval(bootstrap_rate(s.word_errors, s.words))}",
+                     f"{percent(float(np.median(cers)))} ({percent(cers.min())}-{percent(cers.max())})",
                      _reduction(sums.get((base, system)), s) if variant != base else "-"])
     return rows
 
@@ -88,23 +91,22 @@ def writer_table(exp: Experiment, scores: dict) -> list[list[str]]:
 def _reduction(base: WriterSums | None, new: WriterSums) -> str:
     if base is None or base.writers != new.writers:
         return "-"
-    r = paired_reduction(base.char_errors, new.char_errors, new.chars)
-    return f"{_pct(r['reduction'])}% [{_pct(r['low'])}, {_pct(r['high'])}]"
+    return reduction_cell(paired_reduction(base.char_errors, new.char_errors, new.chars))
 
 
-def writer_plot(exp: Experiment, scores: dict, path: Path, save: Callable[[Figure, Path], None]) -> bool:
+def writer_plot(exp: Experiment, sums: dict[tuple[str, str], WriterSums], path: Path,
+                save: Callable[[Figure, Path], None]) -> bool:
     """Each writer's CER under each variant, the first system (the RNN alone), writers sorted
     by the first variant's CER; ``save(fig, path)`` writes it.  False if there is nothing to
     draw."""
     system = exp.systems[0].name
-    sums = {variant: found for variant in exp.variants if (variant, system) in scores
-            and (found := writer_sums(scores[(variant, system)].per_line, exp.test)) is not None}
-    if not sums:
+    per_variant = {variant: sums[(variant, system)] for variant in exp.variants if (variant, system) in sums}
+    if not per_variant:
         return False
-    first = next(iter(sums.values()))
+    first = next(iter(per_variant.values()))
     order = np.argsort(first.cers)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(order) + 2), 3.6))
-    for variant, s in sums.items():
+    for variant, s in per_variant.items():
         if s.writers == first.writers:
             ax.plot(np.arange(len(order)), 100 * s.cers[order], marker="o", linestyle="", label=variant)
     ax.set_xticks(np.arange(len(order)), [first.writers[i] for i in order], rotation=90, fontsize=6)
