@@ -155,8 +155,6 @@ def wavefront_scan(xp: Tensor, weight_hh: Tensor, cells: Tensor | None = None) -
 
 
 # ----------------------------------------------------------------------------- C++ (build: pipeline/mdlstm_ext.py)
-
-
 def lanes_for(batch: int) -> int:
     """Lanes per group of images scanned in lock step: the fewest padded images, then wider."""
     return min((4, 8), key=lambda lanes: (-batch % lanes, -lanes))
