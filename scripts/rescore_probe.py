@@ -7,7 +7,7 @@ Decodes every line with ``char-lm`` (its tuned weights), keeps the distinct text
 beam, and prints the CER/WER of the first text, of the best text in the beam (the oracle: what
 any re-ranking could reach at most) and of the re-ranking ``decoder score + a * ln P_word(text)
 + b * (words outside the lexicon and its extension)`` for a grid of (a, b), all on the same refs.
-A probe (README, "Probes"): the grid is chosen on the refs it is scored on.
+A probe (reports/probes/README.md): the grid is chosen on the refs it is scored on.
 """
 from __future__ import annotations
 

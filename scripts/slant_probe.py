@@ -7,7 +7,7 @@
 Writes ``OUT/shear{S}.npz`` per shear (the light augmentation's slant, ``pipeline.augment``, with
 the width kept, so every cache has the same frames and ``scripts/ensemble_probe.py`` can average
 them, as ``htr ensemble`` averages models). A probe: whether averaging slanted readings of a line
-pays for its extra recognition time (README, "Probes").
+pays for its extra recognition time (reports/probes/README.md).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """scripts/cell_states.py: cell-state sizes per 2D-LSTM layer, and the forget-gate bias that
-keeps them bounded (the cause of CTC's long all-blank phase, README "Probes")."""
+keeps them bounded (the cause of CTC's long all-blank phase, reports/probes/README.md)."""
 from __future__ import annotations
 
 

@@ -82,7 +82,7 @@ def penalize_blank(logprobs: np.ndarray, blank: int, penalty: float) -> np.ndarr
     (a copy; the array itself when the penalty is 0).  CTC networks put most frames on the
     blank, and a search that adds an LM's cost to every character it writes then drops
     characters: on the shipped Copiste model, char-lm's output had 1.6x the deletions of the
-    greedy reading until a penalty of about 2 (tuned on dev, README "Probes") restored them.
+    greedy reading until a penalty of about 2 (tuned on dev, reports/probes/README.md) restored them.
     Only the search sees it: confidences are computed from the network's own posteriors."""
     if not penalty:
         return logprobs

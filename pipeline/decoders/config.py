@@ -38,7 +38,7 @@ class DecodeConfig(CliConfig):
 def default_decoder(lm: Path | None) -> str:
     """The decoder to use when none is named: char-lm with an LM folder that has a character
     n-gram (with the shipped French model, tuned on Copiste dev: 8.8% CER, 23.1% WER against
-    the lexicon decoder's 12.2 / 27.5; README, "Probes"), lexicon with any other LM folder,
+    the lexicon decoder's 12.2 / 27.5; reports/probes/README.md), lexicon with any other LM folder,
     greedy without one."""
     if lm is None:
         return "greedy"
