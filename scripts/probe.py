@@ -14,7 +14,8 @@ Results go to ``reports/probes/`` (committed):
   CPU-minutes (training seconds x threads; the dev evaluation is not counted);
 - ``NAME.json``: the flags and the command, so any probe can be rerun;
 - ``summary.md``: one row per probe: its flags, dev CER at epochs 5 / 10 / 20, CPU-minutes;
-- ``probes.png``: dev CER against epoch and against CPU-minutes, every probe overlaid;
+- ``probes.png``: dev CER against epoch and against CPU-minutes, every probe overlaid, a row
+  of panels per family of probes (``PROBE_FAMILIES``: the start of the name);
 - ``--compare``: a plot of a few named probes only, dev CER and training loss per epoch (does
   one fit its training lines better yet read dev worse?).
 
@@ -47,8 +48,17 @@ REPORTS = ROOT / "reports" / "probes"
 TRAIN = ROOT / "work" / "copiste" / "train" / "manifest.jsonl"
 DEV = ROOT / "work" / "copiste" / "dev" / "manifest.jsonl"
 MARK_EPOCHS = (5, 10, 20)
-LEGEND_COLUMNS = 4
 LINE_STYLES = ("-", "--", ":", "-.")
+LEGEND_ROWS = 14  # names per legend column beside a row of panels
+# probes.png draws a row of panels per family, told by the start of a probe's name (the names of
+# reports/probes/README.md): dozens of curves in one panel tell no probe from another
+PROBE_FAMILIES = (
+    ("MDLSTM, all training lines", ("copiste-", "paper-")),
+    ("MDLSTM, an eighth of the training lines", ("eighth-",)),
+    ("CNN + BLSTM (and synthetic pretraining)", ("crnn-", "synth-")),
+    ("averaging and snapshot stages", ("swa-", "snap-", "ps-direct-")),
+)
+OTHER_FAMILY = "first probes of the recipe"
 
 
 def train_command(name: str, epochs: int, threads: int, flags: list[str]) -> list[str]:
@@ -137,31 +147,44 @@ def save_png(fig, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def probe_family(name: str) -> str:
+    return next((title for title, prefixes in PROBE_FAMILIES if name.startswith(prefixes)), OTHER_FAMILY)
+
+
+def by_family(probes: dict) -> dict[str, dict]:
+    """``probes`` split into families, in the order of PROBE_FAMILIES (the first probes first);
+    a family without probes is left out."""
+    order = [OTHER_FAMILY] + [title for title, _ in PROBE_FAMILIES]
+    grouped = {title: {} for title in order}
+    for name, probe in probes.items():
+        grouped[probe_family(name)][name] = probe
+    return {title: members for title, members in grouped.items() if members}
+
+
 def plot(probes: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # one legend under both panels, four names a row, and a colour + line style per probe: with
-    # dozens of probes a legend inside a panel overflows it and ten colours repeat
-    legend_rows = -(-len(probes) // LEGEND_COLUMNS)
-    legend_inches = 0.35 + 0.16 * legend_rows
-    fig, (by_epoch, by_cpu) = plt.subplots(1, 2, figsize=(12, 4.2 + legend_inches), sharey=True)
+    families = by_family(probes)
+    fig, axes = plt.subplots(len(families), 2, figsize=(14, 3.4 * len(families)), squeeze=False,
+                             layout="constrained")
     colours = plt.get_cmap("tab10").colors
-    for number, (name, (_, rows)) in enumerate(probes.items()):
-        style = {"color": colours[number % len(colours)], "linestyle": LINE_STYLES[number // len(colours) % len(LINE_STYLES)],
-                 "marker": ".", "markersize": 3, "label": name}
-        cer = [row["dev_cer"] for row in rows]
-        by_epoch.plot([row["epoch"] for row in rows], cer, **style)
-        by_cpu.plot([row["cpu_minutes"] for row in rows], cer, **style)
-    by_epoch.set(xlabel="epoch", ylabel="Copiste dev CER (%), greedy", ylim=(0, 101), title="per epoch")
-    by_cpu.set(xlabel="training CPU-minutes", title="per CPU-minute")
-    for axis in (by_epoch, by_cpu):
-        axis.grid(alpha=0.3)
-    handles, labels = by_epoch.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
+    for (title, members), (by_epoch, by_cpu) in zip(families.items(), axes):
+        for number, (name, (_, rows)) in enumerate(members.items()):
+            style = {"color": colours[number % len(colours)], "marker": ".", "markersize": 3, "label": name,
+                     "linestyle": LINE_STYLES[number // len(colours) % len(LINE_STYLES)]}
+            cer = [row["dev_cer"] for row in rows]
+            by_epoch.plot([row["epoch"] for row in rows], cer, **style)
+            by_cpu.plot([row["cpu_minutes"] for row in rows], cer, **style)
+        by_epoch.set(xlabel="epoch", ylabel="Copiste dev CER (%), greedy", title=f"{title}: per epoch")
+        by_cpu.set(xlabel="training CPU-minutes", title="per CPU-minute")
+        by_cpu.sharey(by_epoch)
+        for axis in (by_epoch, by_cpu):
+            axis.grid(alpha=0.3)
+        by_cpu.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False,
+                      ncol=-(-len(members) // LEGEND_ROWS))
     save_png(fig, path)
 
 

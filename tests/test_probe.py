@@ -62,6 +62,19 @@ def test_probe_files_summary_and_plot(probe):
     assert (probe.REPORTS / "probes.png").stat().st_size > 1000
 
 
+def test_the_plot_draws_a_row_per_family_of_probe_names(probe):
+    for name in ("eighth-b", "batch-4", "swa-x", "eighth-a", "crnn-y"):
+        fake_run(probe, name, [100, 90, 80], seconds=60)
+        probe.write_probe(name, 1, [], ["htr", "train"])
+    families = probe.by_family(probe.read_probes())
+    assert list(families) == [probe.OTHER_FAMILY, "MDLSTM, an eighth of the training lines",
+                              "CNN + BLSTM (and synthetic pretraining)", "averaging and snapshot stages"]
+    assert list(families["MDLSTM, an eighth of the training lines"]) == ["eighth-a", "eighth-b"]
+    assert list(families[probe.OTHER_FAMILY]) == ["batch-4"]
+    probe.write_summary()
+    assert (probe.REPORTS / "probes.png").stat().st_size > 1000
+
+
 def test_compare_plots_named_probes_and_names_a_missing_one(probe, tmp_path, capsys):
     fake_run(probe, "none", [100, 80, 60, 65, 70], seconds=60)
     fake_run(probe, "all", [100, 85, 70, 62, 58], seconds=60)
