@@ -7,7 +7,8 @@
   ``max_width`` if wider.  Background is 0, so zero padding *is* background padding.
 * Batches: widths are read from image headers up front; lines are shuffled, sorted by
   width within chunks and cut into batches (width bucketing: little padding) and the
-  batch order is a function of (seed, epoch) so a resumed run sees the same order.
+  batch order is a function of (seed, epoch) so a resumed run sees the same order; with a
+  curriculum (``--curriculum-epochs N``) the first N epochs take the lines shortest first.
 * Lines whose label cannot fit the network's output frames (CTC needs
   frames >= label length + repeated letters) are skipped and counted, by name.
 """
@@ -197,6 +198,16 @@ def bucket_batches(widths: Sequence[int], batch_size: int, seed: int, epoch: int
         batches += [part[k: k + batch_size] for k in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def epoch_batches(widths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                  curriculum_epochs: int = 0) -> list[list[int]]:
+    """One training epoch's batches: for the first ``curriculum_epochs`` epochs the lines
+    shortest first (SortaGrad, Amodei et al. 2016: CTC learns its alignments on short lines
+    sooner), then :func:`bucket_batches`."""
+    if epoch <= curriculum_epochs:
+        return sorted_batches(widths, batch_size)
+    return bucket_batches(widths, batch_size, seed, epoch)
 
 
 def sorted_batches(widths: Sequence[int], batch_size: int) -> list[list[int]]:

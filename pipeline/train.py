@@ -39,7 +39,7 @@ from common.skips import SkipLog
 from data_prep.records import read_manifest
 from pipeline.augment import RECIPES
 from pipeline.averaging import WeightAverage
-from pipeline.data import LineDataset, bucket_batches, collate, load_lines, rank_share, sorted_batches
+from pipeline.data import LineDataset, collate, epoch_batches, load_lines, rank_share, sorted_batches
 from pipeline.decoders.greedy import greedy_decode
 from pipeline.finetune import freeze_lower_layers, hold_frozen_statistics
 from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON
@@ -74,6 +74,7 @@ class TrainConfig(ModelConfig):
     clip: float = field(default=10.0, metadata={"help": "gradient-norm clipping (0: none)"})
     augment: bool = field(default=False, metadata={"help": "augment the training lines (recipe: --augmentation)"})
     augmentation: str = field(default="light", metadata={"help": "augmentation recipe: light (width scale, slant, ink gain) or full (also affine, grid distortion, erosion/dilation, contrast, noise; albumentations)", "choices": AUGMENTATIONS})
+    curriculum_epochs: int = field(default=0, metadata={"help": "the first N epochs take the training lines shortest first (SortaGrad: CTC aligns short lines sooner), later epochs in shuffled batches of similar widths (0: off)"})
     seed: int = field(default=1, metadata={"help": "random seed (weights, data order, dropout, augmentation)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: cores / processes)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
@@ -298,7 +299,8 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
                       "(--patience 0 to go on)", file=sys.stderr)
             break
         epoch = state.epoch + 1
-        batches = rank_share(bucket_batches(widths, config.batch_size, config.seed, epoch), d.rank, d.world)
+        batches = rank_share(epoch_batches(widths, config.batch_size, config.seed, epoch, config.curriculum_epochs),
+                             d.rank, d.world)
         stats = train_epoch(net, ctc, run.optimizer, train_set, batches, config, d, epoch)
         if average is not None and epoch >= config.average_from:
             average.update(run.model, train_set, config.batch_size * 2, d.device)

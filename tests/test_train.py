@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from data_prep.records import LineRecord, write_manifest
 from pipeline import train as train_module
+from pipeline.data import bucket_batches, epoch_batches
 from pipeline.train import TrainConfig
 from pipeline.metrics import cpu_time
 
@@ -101,9 +104,10 @@ def straight_and_split(train, folder: Path, stop: int, epochs: int, flags: list[
 @pytest.mark.parametrize("arch", ["mdlstm", "crnn"])
 def test_resume_continues_exactly(tiny, tmp_path, arch):
     """Stopping after epoch 1 and resuming gives the same weights, optimiser state and
-    metrics as an uninterrupted run (dropout, augmentation and data order included)."""
+    metrics as an uninterrupted run (dropout, augmentation and data order included, the
+    curriculum's last epoch the first resumed)."""
     flags = ["--arch", arch, "--augment", "--augmentation", "full" if arch == "mdlstm" else "light",
-             "--dropout-where", "all", "--scheduler", "plateau"]
+             "--dropout-where", "all", "--scheduler", "plateau", "--curriculum-epochs", "2"]
     straight, split = straight_and_split(lambda out, *more: run_train(tiny, out, *more), tmp_path, 1, 3, flags)
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, split["model"][name]), name
@@ -375,3 +379,17 @@ def test_a_warm_start_anneals_from_its_last_rate_over_the_epochs_left(tiny, tmp_
     assert train_module.main(["--resume", "--out", str(out), "--max-epochs", "4", "--scheduler", "cosine"]) == 0
     rates = [row["lr"] for row in json.loads((out / "metrics.json").read_text())]
     assert rates == pytest.approx([0.003] + [0.003 * (1 + np.cos(np.pi * k / 3)) / 2 for k in (1, 2, 3)], abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(widths=st.lists(st.integers(1, 3000), min_size=1, max_size=60), batch_size=st.integers(1, 8),
+       curriculum=st.integers(0, 3), epoch=st.integers(1, 5))
+def test_curriculum_epochs_take_the_lines_shortest_first_then_width_buckets(widths, batch_size, curriculum, epoch):
+    batches = epoch_batches(widths, batch_size, seed=1, epoch=epoch, curriculum_epochs=curriculum)
+    order = [i for batch in batches for i in batch]
+    assert sorted(order) == list(range(len(widths))) and all(len(batch) <= batch_size for batch in batches)
+    if epoch <= curriculum:
+        assert [widths[i] for i in order] == sorted(widths)
+    else:
+        assert batches == bucket_batches(widths, batch_size, 1, epoch)
+
