@@ -74,6 +74,7 @@ class TrainConfig(ModelConfig):
     clip: float = field(default=10.0, metadata={"help": "gradient-norm clipping (0: none)"})
     augment: bool = field(default=False, metadata={"help": "augment the training lines (recipe: --augmentation)"})
     augmentation: str = field(default="light", metadata={"help": "augmentation recipe: light (width scale, slant, ink gain) or full (also affine, grid distortion, erosion/dilation, contrast, noise; albumentations)", "choices": AUGMENTATIONS})
+    ctc_reduction: str = field(default="char", metadata={"help": "CTC loss of a batch: char (each line's loss divided by its label length, then the mean: torch's 'mean') or line (each line's whole loss, the mean over the batch: long lines weigh more); the reported loss is per character either way", "choices": ("char", "line")})
     curriculum_epochs: int = field(default=0, metadata={"help": "the first N epochs take the training lines shortest first (SortaGrad: CTC aligns short lines sooner), later epochs in shuffled batches of similar widths (0: off)"})
     seed: int = field(default=1, metadata={"help": "random seed (weights, data order, dropout, augmentation)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: cores / processes)"})
@@ -188,6 +189,10 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
         optimizer.zero_grad(set_to_none=True)
         logprobs, lengths = model(batch.images.to(d.device), batch.widths.to(d.device))
         loss = ctc(logprobs, batch.targets.to(d.device), lengths, batch.target_lengths.to(d.device))
+        per_char = loss.detach()
+        if loss.dim():  # --ctc-reduction line: a loss per line
+            per_char = (per_char / batch.target_lengths.to(d.device).clamp_min(1)).mean()
+            loss = loss.mean()
         if all_sum([float(not torch.isfinite(loss.detach()))], d)[0] > 0:
             bad += 1
             continue
@@ -198,7 +203,7 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
             optimizer.zero_grad(set_to_none=True)
             continue
         optimizer.step()
-        total_loss += loss.item() * len(indices)
+        total_loss += per_char.item() * len(indices)
         lines += len(indices)
         elapsed = time.perf_counter() - start
         bar.set_postfix(loss=f"{total_loss / lines:.3f}", lines_s=f"{lines * d.world / elapsed:.1f}")
@@ -286,7 +291,7 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
     net = run.model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(run.model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
+    ctc = nn.CTCLoss(blank=0, reduction="mean" if config.ctc_reduction == "char" else "none", zero_infinity=True)
     average = WeightAverage(run.model, run.average_state) if config.average_from else None
     widths = [line.width for line in train_lines]
     started = time.perf_counter()

@@ -393,3 +393,18 @@ def test_curriculum_epochs_take_the_lines_shortest_first_then_width_buckets(widt
     else:
         assert batches == bucket_batches(widths, batch_size, 1, epoch)
 
+
+
+def test_ctc_reduction_line_weighs_lines_not_characters_and_reports_the_loss_per_character(tiny, tmp_path):
+    def epoch_one(reduction: str, lr: str) -> tuple[float, dict]:
+        out = tmp_path / f"{reduction}-{lr}"
+        assert run_train(tiny, out, "--ctc-reduction", reduction, "--lr", lr, "--max-epochs", "1") == 0
+        loss = json.loads((out / "metrics.json").read_text())[0]["train_loss"]
+        return loss, torch.load(out / "last.pt", weights_only=False)["model"]
+
+    still_char, _ = epoch_one("char", "0")
+    still_line, _ = epoch_one("line", "0")
+    assert still_line == pytest.approx(still_char, rel=1e-5)  # same weights all epoch: the same loss per character
+    _, char_weights = epoch_one("char", "0.01")
+    _, line_weights = epoch_one("line", "0.01")
+    assert any(not torch.equal(char_weights[name], line_weights[name]) for name in char_weights)
