@@ -66,10 +66,19 @@ def table(rows: list[dict], lines: int) -> str:
 
 
 def int_list(text: str) -> list[int]:
-    values = [int(v) for v in text.split(",") if v.strip()]
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give positive integers separated by commas, e.g. 48,64")
     return values
+
+
+def positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive integer")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("manifest", type=Path, help="line manifest (JSONL) written by htr prepare")
     parser.add_argument("--heights", type=int_list, default=[64], help="line heights to try (px, comma-separated)")
     parser.add_argument("--caps", type=int_list, default=[2048], help="width caps to try (px, comma-separated)")
-    parser.add_argument("--reduction", type=int, default=8, help="input columns per output frame")
+    parser.add_argument("--reduction", type=positive_int, default=8, help="input columns per output frame")
     args = parser.parse_args(argv)
     try:
         sizes, unreadable = line_sizes(args.manifest)

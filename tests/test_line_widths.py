@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from data_prep.records import LineRecord, write_manifest
@@ -41,3 +42,12 @@ def test_a_broken_image_is_counted_and_a_missing_manifest_is_one_line(tmp_path, 
     assert "(1 unreadable images skipped)" in capsys.readouterr().out
     assert widths.main([str(tmp_path / "nope.jsonl")]) == 1
     assert "nope.jsonl: manifest not found" in capsys.readouterr().err
+
+
+def test_bad_numbers_are_one_line_each(tmp_path, capsys):
+    widths = load_script("line_widths")
+    manifest = manifest_of(tmp_path, [(160, 32, "ab")])
+    for flags in (["--heights", "64,x"], ["--caps", "0"], ["--reduction", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            widths.main([str(manifest), *flags])
+        assert stop.value.code == 2 and "positive integer" in capsys.readouterr().err
