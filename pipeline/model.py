@@ -113,6 +113,13 @@ def conv_widths(config: ModelConfig) -> list[int]:
     return int_list(config.sub_widths) if config.sub_widths else [config.sub_width] * convs
 
 
+def frame_width(config: ModelConfig) -> int:
+    """Image columns per output frame (CTC gets ceil(W / this) frames for a line W px wide)."""
+    if config.arch == "crnn":
+        return 2 ** (config.crnn_pools - config.crnn_keep_width)
+    return config.block_width * math.prod(conv_widths(config))
+
+
 def dropout_flags(layers: int, where: str) -> list[bool]:
     """Which of ``layers`` LSTM layers get dropout on their outputs."""
     return [where == "all" or (where == "top" and i == layers - 1) for i in range(layers)]
@@ -238,7 +245,7 @@ class MDLSTMNet(nn.Module):
         self.output = nn.Linear(4 * hidden[-1], num_classes)
         self.lanes_convs = nn.ModuleList(LanesConv(conv) for conv in self.convs)
         self.lanes_output = LanesLinear(self.output)
-        self.reduce_w = config.block_width * math.prod(widths)
+        self.reduce_w = frame_width(config)
         self.reduce_h = config.block_height * config.sub_height ** len(convs)
         # image columns per output frame at each 2D-LSTM layer's input
         self.columns_per_frame = [math.prod(widths[i:]) for i in range(len(hidden))]
@@ -322,7 +329,7 @@ class CRNN(nn.Module):
             previous = size
         self.conv = nn.Sequential(*layers)
         self.reduce_h = 2 ** config.crnn_pools
-        self.reduce_w = 2 ** (config.crnn_pools - config.crnn_keep_width)
+        self.reduce_w = frame_width(config)
         features = previous * math.ceil(config.height / self.reduce_h)
         hidden = config.crnn_lstm_hidden
         self.lstms = nn.ModuleList(

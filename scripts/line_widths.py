@@ -8,8 +8,9 @@ the normalised widths (median, 99th percentile), the output frames per character
 needs a frame per character plus one between repeated characters: ``htr train`` skips them),
 the lines wider than the cap (squeezed to it, so fewer frames per character) and the share of
 all line pixels the cap removes (about the share of MDLSTM scan time it saves).  Only the image
-headers are read.  Frames = ceil(width / --reduction): 8 for the default MDLSTM (2-px blocks,
-then two conv subsamplings of 2) and the default CRNN (three 2x2 poolings).
+headers are read.  Frames = ceil(width / --reduction); the default is the default networks'
+(``pipeline.model.frame_width``: 8 for the MDLSTM's 2-px blocks and two conv subsamplings of 2,
+and for the CRNN's three 2x2 poolings).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from data_prep.records import iter_manifest, resolve_image  # noqa: E402
 from pipeline.data import min_frames, scaled_width  # noqa: E402
+from pipeline.model import ModelConfig, frame_width, int_list  # noqa: E402
 
 
 def line_sizes(manifest: Path) -> tuple[list[tuple[int, int, str]], int]:
@@ -65,14 +67,11 @@ def table(rows: list[dict], lines: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def int_list(text: str) -> list[int]:
+def comma_ints(text: str) -> list[int]:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers separated by commas, e.g. 48,64")
-    return values
+        return int_list(text)
+    except ValueError as error:  # argparse shows only this type's message
+        raise argparse.ArgumentTypeError(f"{error}; give positive integers, e.g. 48,64") from None
 
 
 def positive_int(text: str) -> int:
@@ -85,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("manifest", type=Path, help="line manifest (JSONL) written by htr prepare")
-    parser.add_argument("--heights", type=int_list, default=[64], help="line heights to try (px, comma-separated)")
-    parser.add_argument("--caps", type=int_list, default=[2048], help="width caps to try (px, comma-separated)")
-    parser.add_argument("--reduction", type=positive_int, default=8, help="input columns per output frame")
+    parser.add_argument("--heights", type=comma_ints, default=[ModelConfig.height], help="line heights to try (px, comma-separated)")
+    parser.add_argument("--caps", type=comma_ints, default=[ModelConfig.max_width], help="width caps to try (px, comma-separated)")
+    parser.add_argument("--reduction", type=positive_int, default=frame_width(ModelConfig()),
+                        help="input columns per output frame")
     args = parser.parse_args(argv)
     try:
         sizes, unreadable = line_sizes(args.manifest)

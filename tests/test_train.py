@@ -394,7 +394,6 @@ def test_curriculum_epochs_take_the_lines_shortest_first_then_width_buckets(widt
         assert batches == bucket_batches(widths, batch_size, 1, epoch)
 
 
-
 def test_ctc_reduction_line_weighs_lines_not_characters_and_reports_the_loss_per_character(tiny, tmp_path):
     def epoch_one(reduction: str, lr: str) -> tuple[float, dict]:
         out = tmp_path / f"{reduction}-{lr}"
