@@ -5,6 +5,8 @@
 * Normalisation: grayscale, inverted (ink = 1), the line's background level (its
   median) subtracted, scaled to a fixed height keeping the aspect ratio, squeezed to
   ``max_width`` if wider.  Background is 0, so zero padding *is* background padding.
+  The levels are a model's choice (``--line-norm``, :data:`LINE_NORMS`); the default
+  subtracts the median and stretches the darkest ink to 1.
 * Batches: widths are read from image headers up front; lines are shuffled, sorted by
   width within chunks and cut into batches (width bucketing: little padding) and the
   batch order is a function of (seed, epoch) so a resumed run sees the same order; with a
@@ -31,6 +33,9 @@ from pipeline.augment import augment
 BLANK = ""
 TOO_SHORT = "line too short for its label"
 UNKNOWN_CHARS = "characters not in the alphabet"
+# the grey levels of a normalised line: the median (the background) subtracted or not, the
+# darkest ink stretched to 1 or not; every line is inverted (ink high) and scaled in size
+LINE_NORMS = ("median-peak", "median", "peak", "none")
 
 
 def build_alphabet(texts: Sequence[str]) -> list[str]:
@@ -49,13 +54,17 @@ def min_frames(labels: Sequence[int]) -> int:
     return len(labels) + repeats
 
 
-def normalise_image(image: Image.Image, height: int, max_width: int) -> np.ndarray:
-    """Grayscale line -> float32 (height, width) array, ink 1, background 0."""
+def normalise_image(image: Image.Image, height: int, max_width: int, norm: str = "median-peak") -> np.ndarray:
+    """Grayscale line -> float32 (height, width) array, ink high; with the default ``norm``
+    the darkest ink is 1 and the background 0 (see :data:`LINE_NORMS`)."""
+    if norm not in LINE_NORMS:
+        raise ValueError(f"line normalisation {norm!r}: choose one of {', '.join(LINE_NORMS)}")
     gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     ink = 1.0 - gray
-    ink = np.clip(ink - np.median(ink), 0.0, None)
+    if norm.startswith("median"):
+        ink = np.clip(ink - np.median(ink), 0.0, None)
     peak = ink.max()
-    if peak > 0:
+    if norm.endswith("peak") and peak > 0:
         ink /= peak
     width = scaled_width(gray.shape[1], gray.shape[0], height, max_width)
     scaled = Image.fromarray((ink * 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)
@@ -129,8 +138,9 @@ class LineDataset(torch.utils.data.Dataset):
     same numbers.
     """
 
-    def __init__(self, lines: list[Line], height: int, max_width: int, augment: str | None = None, cache: bool = True):
-        self.lines, self.height, self.max_width = lines, height, max_width
+    def __init__(self, lines: list[Line], height: int, max_width: int, augment: str | None = None, cache: bool = True,
+                 norm: str = "median-peak"):
+        self.lines, self.height, self.max_width, self.norm = lines, height, max_width, norm
         self.augment, self.cache = augment, cache
         self._cache: dict[int, np.ndarray] = {}
         self.seed, self.epoch = 0, 0
@@ -148,7 +158,7 @@ class LineDataset(torch.utils.data.Dataset):
         pixels = self._cache.get(i)
         if pixels is None:
             with Image.open(self.lines[i].path) as image:
-                pixels = np.round(normalise_image(image, self.height, self.max_width) * 255).astype(np.uint8)
+                pixels = np.round(normalise_image(image, self.height, self.max_width, self.norm) * 255).astype(np.uint8)
             if self.cache:
                 self._cache[i] = pixels
         return pixels.astype(np.float32) / 255.0

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.cliconfig import CliConfig
+from pipeline.data import LINE_NORMS
 
 ARCHS = ("mdlstm", "crnn")
 DROPOUT_PLACES = ("none", "top", "all")
@@ -46,6 +47,7 @@ class ModelConfig(CliConfig):
     arch: str = field(default="mdlstm", metadata={"help": "network: mdlstm (Graves/Pham) or crnn (CNN + 1D BLSTM)", "choices": ARCHS})
     height: int = field(default=64, metadata={"help": "line images are scaled to this height (px)"})
     max_width: int = field(default=2048, metadata={"help": "wider normalised lines are squeezed to this width (px)"})
+    line_norm: str = field(default="median-peak", metadata={"help": "grey levels of a line image (inverted, ink high): median-peak (the median, i.e. the background, subtracted and the darkest ink stretched to 1), median (subtracted only), peak (stretched only), none (as scanned)", "choices": LINE_NORMS})
     mdlstm_hidden: str = field(default="2,10,50", metadata={"help": "MDLSTM layer sizes (cells per direction)"})
     mdlstm_conv: str = field(default="6,20", metadata={"help": "features of the subsampling conv layers between MDLSTM layers"})
     block_width: int = field(default=2, metadata={"help": "input block width (space-to-depth)"})
@@ -71,6 +73,8 @@ class ModelConfig(CliConfig):
         """Raise ValueError on an inconsistent layout (caught by the CLI as a message)."""
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.line_norm not in LINE_NORMS:
+            raise ValueError(f"line_norm must be one of {LINE_NORMS}, got {self.line_norm!r}")
         if self.dropout_where not in DROPOUT_PLACES:
             raise ValueError(f"dropout_where must be one of {DROPOUT_PLACES}, got {self.dropout_where!r}")
         if not 0.0 <= self.dropout < 1.0:

@@ -30,7 +30,7 @@ from pipeline.metrics import best_epoch_row
 from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, with_legacy_defaults
 
 FIX = "copy the model folder again, or retrain it with 'htr train'"
-SAME_INPUT = ("height", "max_width")  # what the members' line images must share
+SAME_INPUT = ("height", "max_width", "line_norm")  # what the members' line images must share
 
 
 def save_model_folder(folder: Path, config: ModelConfig, alphabet: list[str], model: nn.Module) -> None:

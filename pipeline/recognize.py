@@ -74,7 +74,7 @@ def recognize(config: RecognizeConfig, progress: bool = True) -> tuple[LogitCach
     if not lines:
         raise ValueError(f"{config.manifest}: none of its {sum(log.lines.values())} lines could be read "
                          "(see the messages above); no cache written")
-    dataset = LineDataset(lines, model_config.height, model_config.max_width, cache=False)
+    dataset = LineDataset(lines, model_config.height, model_config.max_width, cache=False, norm=model_config.line_norm)
     logprobs = run_model(model, dataset, config.batch_size, device, progress)
     cache = LogitCache([line.id for line in lines], alphabet, 0, logprobs)
     save_logits(config.out, cache.ids, cache.logprobs, alphabet, cache.blank)

@@ -46,10 +46,10 @@ from pipeline.folders import CONFIG_FILE, LAST, METRICS_CSV, METRICS_JSON
 from pipeline.metrics import char_edits
 from pipeline.model import LEGACY_DEFAULTS, ModelConfig, build_model, count_parameters
 from pipeline.model_folder import save_model_folder
+from pipeline.optimise import (OPTIMIZERS, SCHEDULERS, make_optimizer, make_scheduler, scaled_rate, step_scheduler,
+                               warmup_factor)
 from pipeline.train_state import Run, process_seed, rng_state, save_checkpoint, start_run
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
-SCHEDULERS = ("none", "plateau", "cosine")
 AUGMENTATIONS = RECIPES
 
 
@@ -67,6 +67,7 @@ class TrainConfig(ModelConfig):
     scheduler: str = field(default="none", metadata={"help": "learning-rate schedule: none; plateau (x lr-factor when dev CER stalls); cosine (a half cosine from --lr down to 0 over --max-epochs, as set when the training started; for runs of a fixed number of epochs; a warm start from a model folder anneals from its last rate over the epochs left)", "choices": SCHEDULERS})
     lr_factor: float = field(default=0.5, metadata={"help": "plateau: learning-rate factor"})
     lr_patience: int = field(default=3, metadata={"help": "plateau: epochs without dev improvement before reducing"})
+    lr_warmup: int = field(default=0, metadata={"help": "warm-up: the first N updates of the run take the scheduled learning rate times (k+1)/N, a linear ramp (0: off)"})
     batch_size: int = field(default=12, metadata={"help": "lines per batch (per process)"})
     max_epochs: int = field(default=1000, metadata={"help": "stop after this many epochs"})
     max_minutes: float = field(default=0.0, metadata={"help": "time budget of this run in minutes: no epoch is started that would end past it at the run's mean epoch time (at least one epoch runs; 0: no limit)"})
@@ -119,32 +120,6 @@ def all_sum(values: list[float], d: Dist) -> list[float]:
     return tensor.tolist()
 
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def make_scheduler(config: TrainConfig, optimizer):
-    if config.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
-                                                          patience=config.lr_patience)
-    if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
-    return None
-
-
-def step_scheduler(scheduler, cer: float, has_dev: bool, past_blank_phase: bool) -> None:
-    """After an epoch: a cosine schedule follows the epochs; a plateau schedule follows the dev
-    CER, and makes no cuts in the all-blank phase (nor without a dev set)."""
-    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-        scheduler.step()
-    elif scheduler is not None and has_dev and past_blank_phase:
-        scheduler.step(cer)
-
-
 def gather_rng(d: Dist) -> list[dict]:
     """Every rank's RNG state (rank 0 stores them all so each rank resumes its own)."""
     if d.world == 1:
@@ -177,7 +152,9 @@ def prefetched(batches: list[list[int]], dataset: LineDataset):
 
 def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDataset, batches: list[list[int]],
                 config: TrainConfig, d: Dist, epoch: int) -> EpochStats:
-    """One pass; batches whose loss or gradient is NaN/inf are skipped (same on all ranks)."""
+    """One pass; batches whose loss or gradient is NaN/inf are skipped (same on all ranks).
+    Under ``--lr-warmup`` the k-th batch is update ``(epoch - 1) * len(batches) + k`` (every
+    rank has as many batches, every epoch as many as the last, so the count needs no state)."""
     model.train()
     hold_frozen_statistics(model)  # --freeze: frozen batch norms keep the base model's statistics
     dataset.set_epoch(process_seed(config.seed, d.rank), epoch)  # per-rank augmentation
@@ -185,7 +162,8 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
     start = time.perf_counter()
     bar = tqdm(prefetched(batches, dataset), total=len(batches), desc=f"epoch {epoch}", unit="batch",
                disable=not (config.progress and d.main), leave=False)
-    for indices, batch in bar:
+    first_update = (epoch - 1) * len(batches)
+    for k, (indices, batch) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
         logprobs, lengths = model(batch.images.to(d.device), batch.widths.to(d.device))
         loss = ctc(logprobs, batch.targets.to(d.device), lengths, batch.target_lengths.to(d.device))
@@ -202,7 +180,8 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
             bad += 1
             optimizer.zero_grad(set_to_none=True)
             continue
-        optimizer.step()
+        with scaled_rate(optimizer, warmup_factor(first_update + k, config.lr_warmup)):
+            optimizer.step()
         total_loss += per_char.item() * len(indices)
         lines += len(indices)
         elapsed = time.perf_counter() - start
@@ -261,6 +240,8 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
     config.check()
     if config.average_from < 0:
         raise ValueError(f"--average-from {config.average_from}: give the first epoch to average (1 or more), or 0 for none")
+    if config.lr_warmup < 0:
+        raise ValueError(f"--lr-warmup {config.lr_warmup}: give a number of updates (0: no warm-up)")
     if config.freeze and config.init is None:
         raise ValueError(f"--freeze {config.freeze} needs --init MODEL_DIR: the frozen layers of a new network would stay random")
     d = setup_distributed(config)
@@ -276,8 +257,8 @@ def train(config: TrainConfig, resume: bool = False, given: frozenset[str] = fro
     if not train_lines:
         raise ValueError(f"{config.train}: no usable training line")
     recipe = config.augmentation if config.augment else None
-    train_set = LineDataset(train_lines, config.height, config.max_width, augment=recipe)
-    dev_set = LineDataset(dev_lines, config.height, config.max_width)
+    train_set = LineDataset(train_lines, config.height, config.max_width, augment=recipe, norm=config.line_norm)
+    dev_set = LineDataset(dev_lines, config.height, config.max_width, norm=config.line_norm)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / CONFIG_FILE)

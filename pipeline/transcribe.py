@@ -87,7 +87,7 @@ class Recogniser:
         from pipeline.logits import save_logits
         from pipeline.recognize import run_model
         lines = load_lines(manifest, self.alphabet, self.config.height, self.config.max_width, None, SkipLog(stream=None))
-        dataset = LineDataset(lines, self.config.height, self.config.max_width, cache=False)
+        dataset = LineDataset(lines, self.config.height, self.config.max_width, cache=False, norm=self.config.line_norm)
         logprobs = run_model(self.model, dataset, 16, self.device, progress=False) if lines else []
         save_logits(logits, [line.id for line in lines], logprobs, self.alphabet, 0)
         if self.pool is not None and len(logprobs) > 1:

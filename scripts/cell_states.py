@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if not lines:
         print(f"cell_states: no readable line in {args.manifest}", file=sys.stderr)
         return 1
-    data = LineDataset(lines, config.height, config.max_width)
+    data = LineDataset(lines, config.height, config.max_width, norm=config.line_norm)
     batch = collate([data[i] for i in range(len(lines))])
     print(f"{args.model or 'fresh network ' + ' '.join(flags)}: {len(lines)} lines of {args.manifest}")
     print("layer  cells  |c| p50  |c| p95  |c| p99  |tanh c|>0.99  forget bias")

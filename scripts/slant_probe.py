@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, config, alphabet = load_model_folder(args.model)
     lines = load_lines(args.manifest, alphabet, config.height, config.max_width, None, SkipLog())
-    dataset = SlantedLines(lines, config.height, config.max_width, cache=True)
+    dataset = SlantedLines(lines, config.height, config.max_width, cache=True, norm=config.line_norm)
     args.out.mkdir(parents=True, exist_ok=True)
     for shear in (float(s) for s in args.shears.split(",")):
         dataset.shear = shear

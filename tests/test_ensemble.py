@@ -73,6 +73,7 @@ def test_members_with_reordered_alphabets_are_aligned_by_symbol(tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     (dict(height=32), "height 32"),
+    (dict(line_norm="none"), "line_norm none"),
     (dict(crnn_pools=2), "frames"),
     (dict(alphabet=["", "a", "b", "d"]), "alphabet"),
 ])

@@ -105,9 +105,9 @@ def straight_and_split(train, folder: Path, stop: int, epochs: int, flags: list[
 def test_resume_continues_exactly(tiny, tmp_path, arch):
     """Stopping after epoch 1 and resuming gives the same weights, optimiser state and
     metrics as an uninterrupted run (dropout, augmentation and data order included, the
-    curriculum's last epoch the first resumed)."""
+    curriculum's last epoch and the warm-up's last updates the first resumed)."""
     flags = ["--arch", arch, "--augment", "--augmentation", "full" if arch == "mdlstm" else "light",
-             "--dropout-where", "all", "--scheduler", "plateau", "--curriculum-epochs", "2"]
+             "--dropout-where", "all", "--scheduler", "plateau", "--curriculum-epochs", "2", "--lr-warmup", "5"]
     straight, split = straight_and_split(lambda out, *more: run_train(tiny, out, *more), tmp_path, 1, 3, flags)
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, split["model"][name]), name
