@@ -34,7 +34,9 @@ BLANK = ""
 TOO_SHORT = "line too short for its label"
 UNKNOWN_CHARS = "characters not in the alphabet"
 # the grey levels of a normalised line: the median (the background) subtracted or not, the
-# darkest ink stretched to 1 or not; every line is inverted (ink high) and scaled in size
+# darkest ink stretched to 1 or not; every line is inverted (ink high) and scaled in size.
+# Without the subtraction (peak, none) the paper keeps its grey, so the batch's zero padding
+# and the augmentation's zero fill are not the paper's level: part of what those variants measure
 LINE_NORMS = ("median-peak", "median", "peak", "none")
 
 

@@ -153,8 +153,9 @@ def prefetched(batches: list[list[int]], dataset: LineDataset):
 def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDataset, batches: list[list[int]],
                 config: TrainConfig, d: Dist, epoch: int) -> EpochStats:
     """One pass; batches whose loss or gradient is NaN/inf are skipped (same on all ranks).
-    Under ``--lr-warmup`` the k-th batch is update ``(epoch - 1) * len(batches) + k`` (every
-    rank has as many batches, every epoch as many as the last, so the count needs no state)."""
+    Under ``--lr-warmup`` the k-th batch is update ``(epoch - 1) * len(batches) + k``: a function
+    of the epoch and the batch's place alone (every rank has as many batches), so a resumed run
+    needs no state for it."""
     model.train()
     hold_frozen_statistics(model)  # --freeze: frozen batch norms keep the base model's statistics
     dataset.set_epoch(process_seed(config.seed, d.rank), epoch)  # per-rank augmentation
