@@ -59,8 +59,9 @@ def load_single(folder: Path, impl: str | None = None) -> tuple[nn.Module, Model
     try:
         description = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
         config = ModelConfig(**with_legacy_defaults(description["config"]))
+        config.check()
         alphabet = list(description["alphabet"])
-    except (ValueError, KeyError, TypeError) as error:  # bad JSON or UTF-8, missing or unknown keys
+    except (ValueError, KeyError, TypeError) as error:  # bad JSON or UTF-8, missing, unknown or bad keys
         raise ValueError(f"{folder / MODEL_JSON}: not a model description ({_first_line(error)}); {FIX}") from None
     if impl is not None:
         config.mdlstm_impl = impl

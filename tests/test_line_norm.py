@@ -67,3 +67,16 @@ def test_a_model_reads_lines_with_the_normalisation_it_was_trained_with(tiny, tm
     (out / "model.json").write_text(json.dumps(description))
     other = outputs("other.npz")
     assert any(not np.allclose(a, b) for a, b in zip(own, other))
+
+
+def test_a_model_folder_naming_an_unknown_normalisation_is_one_line_naming_its_file(tiny, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert run_train(tiny, out, "--max-epochs", "1") == 0
+    description = json.loads((out / "model.json").read_text())
+    description["config"]["line_norm"] = "zscore"
+    (out / "model.json").write_text(json.dumps(description))
+    argv = ["--model", str(out), "--manifest", str(tiny["dev"]), "--out", str(tmp_path / "x.npz"), "--quiet"]
+    assert recognize_module.main(argv) == 1
+    err = capsys.readouterr().err
+    assert str(out / "model.json") in err and "zscore" in err and "Traceback" not in err
+    assert not (tmp_path / "x.npz").exists()
