@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -135,6 +136,8 @@ class EpochStats:
     lines: int
     seconds: float
     bad_batches: int
+    grad_norm: float | None = None  # median over the epoch's updates, before clipping (None: no update)
+    clipped: float = 0.0  # share of the updates whose gradient --clip scaled down
 
 
 def prefetched(batches: list[list[int]], dataset: LineDataset):
@@ -160,6 +163,7 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
     hold_frozen_statistics(model)  # --freeze: frozen batch norms keep the base model's statistics
     dataset.set_epoch(process_seed(config.seed, d.rank), epoch)  # per-rank augmentation
     total_loss, lines, bad = 0.0, 0, 0
+    norms: list[float] = []  # every rank sees the same (all-reduced) gradients, so the same norms
     start = time.perf_counter()
     bar = tqdm(prefetched(batches, dataset), total=len(batches), desc=f"epoch {epoch}", unit="batch",
                disable=not (config.progress and d.main), leave=False)
@@ -183,13 +187,16 @@ def train_epoch(model: nn.Module, ctc: nn.CTCLoss, optimizer, dataset: LineDatas
             continue
         with scaled_rate(optimizer, warmup_factor(first_update + k, config.lr_warmup)):
             optimizer.step()
+        norms.append(float(norm))
         total_loss += per_char.item() * len(indices)
         lines += len(indices)
         elapsed = time.perf_counter() - start
         bar.set_postfix(loss=f"{total_loss / lines:.3f}", lines_s=f"{lines * d.world / elapsed:.1f}")
     seconds = time.perf_counter() - start
     loss_sum, line_sum = all_sum([total_loss, float(lines)], d)
-    return EpochStats(loss_sum / max(1.0, line_sum), int(line_sum), seconds, bad)
+    clipped = sum(n > config.clip for n in norms) / len(norms) if norms and config.clip > 0 else 0.0
+    return EpochStats(loss_sum / max(1.0, line_sum), int(line_sum), seconds, bad,
+                      statistics.median(norms) if norms else None, clipped)
 
 
 def evaluate(model: nn.Module, dataset: LineDataset, alphabet: list[str], d: Dist, batch_size: int) -> float:
@@ -348,6 +355,7 @@ def epoch_row(epoch: int, stats: EpochStats, cer: float | None, run: Run, starte
     row = {"epoch": epoch, "train_loss": round(stats.loss, 5), "dev_cer": round(cer, 3) if cer is not None else None,
            "lines_per_s": round(stats.lines / max(stats.seconds, 1e-9), 2), "epoch_seconds": round(stats.seconds, 1),
            "lr": run.optimizer.param_groups[0]["lr"], "bad_batches": stats.bad_batches,
+           "grad_norm": None if stats.grad_norm is None else float(f"{stats.grad_norm:.4g}"), "clipped": round(stats.clipped, 4),
            "minutes": round((time.perf_counter() - started) / 60, 2), "cores": cores}
     if average is not None:
         row["averaged"] = average.count

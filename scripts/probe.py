@@ -11,7 +11,9 @@ of git; rerun the same command to continue an interrupted probe) on the Copiste 
 Results go to ``reports/probes/`` (committed):
 
 - ``NAME.csv``: per epoch the dev CER, training loss, lines/s and the cumulative training
-  CPU-minutes (training seconds x threads; the dev evaluation is not counted);
+  CPU-minutes (training seconds x threads; the dev evaluation is not counted), and for
+  trainings that logged them the median gradient norm before clipping and the share of
+  updates ``--clip`` scaled down (``grad_norm``, ``clipped``);
 - ``NAME.json``: the flags and the command, so any probe can be rerun;
 - ``summary.md``: one row per probe: its flags, dev CER at epochs 5 / 10 / 20, CPU-minutes;
 - ``probes.png``: dev CER against epoch and against CPU-minutes, every probe overlaid, a row
@@ -70,11 +72,17 @@ def train_command(name: str, epochs: int, threads: int, flags: list[str]) -> lis
     return command + ["--train", str(TRAIN), "--dev", str(DEV), "--patience", "0", *flags]
 
 
+GRADIENT_COLUMNS = ("grad_norm", "clipped")
+
+
 def probe_rows(folder: Path, threads: int) -> list[dict]:
     """The metrics of the training in ``folder`` with cumulative training CPU-minutes."""
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    # the gradient's median norm and the share of clipped updates, where every epoch logged them
+    # (trainings started before ``htr train`` logged them have neither)
+    extra = [key for key in GRADIENT_COLUMNS if all(row.get(key) is not None for row in metrics)]
     return [{"epoch": row["epoch"], "dev_cer": row["dev_cer"], "train_loss": row["train_loss"],
-             "lines_per_s": row["lines_per_s"], "cpu_minutes": round(minutes, 2)}
+             "lines_per_s": row["lines_per_s"], "cpu_minutes": round(minutes, 2), **{key: row[key] for key in extra}}
             for row, minutes in zip(metrics, cpu_time(metrics, threads, unit_seconds=60))]
 
 

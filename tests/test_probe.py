@@ -159,3 +159,20 @@ def test_a_recorded_probe_whose_checkpoint_is_gone_is_not_silently_started_over(
 
     assert probe.main(["p", "--epochs", "5", "--restart", "--", "--lr", "0.003"]) == 0
     assert len(trained) == 1 and "--resume" not in trained[0]
+
+
+def test_the_csv_carries_the_gradient_columns_only_where_every_epoch_logged_them(probe):
+    fake_run(probe, "logged", [100, 90], seconds=60)
+    fake_run(probe, "older", [100, 90], seconds=60)
+    for name, norms in (("logged", [12.5, 3.25]), ("older", [None, 3.25])):  # "older": resumed by a newer htr train
+        path = probe.WORK / name / "metrics.json"
+        rows = json.loads(path.read_text())
+        for row, norm in zip(rows, norms):
+            if norm is not None:
+                row.update(grad_norm=norm, clipped=0.5)
+        path.write_text(json.dumps(rows))
+        probe.write_probe(name, 1, [], ["htr", "train"])
+    logged = (probe.REPORTS / "logged.csv").read_text().splitlines()
+    assert logged[0].endswith(",grad_norm,clipped") and logged[1].endswith(",12.5,0.5")
+    assert (probe.REPORTS / "older.csv").read_text().splitlines()[0] == "epoch,dev_cer,train_loss,lines_per_s,cpu_minutes"
+    probe.write_summary()  # the summary reads both kinds of CSV

@@ -407,3 +407,16 @@ def test_ctc_reduction_line_weighs_lines_not_characters_and_reports_the_loss_per
     _, char_weights = epoch_one("char", "0.01")
     _, line_weights = epoch_one("line", "0.01")
     assert any(not torch.equal(char_weights[name], line_weights[name]) for name in char_weights)
+
+
+def test_each_epoch_logs_the_median_gradient_norm_and_the_share_of_clipped_updates(tiny, tmp_path):
+    def epoch_one(name: str, *flags: str) -> dict:
+        out = tmp_path / name
+        assert run_train(tiny, out, "--lr", "0", "--max-epochs", "1", *flags) == 0  # lr 0: the same weights throughout
+        return json.loads((out / "metrics.json").read_text())[0]
+
+    tight, loose, off = epoch_one("tight", "--clip", "1e-9"), epoch_one("loose", "--clip", "1e9"), epoch_one("off", "--clip", "0")
+    assert (tight["clipped"], loose["clipped"], off["clipped"]) == (1.0, 0.0, 0.0)
+    assert tight["grad_norm"] == loose["grad_norm"] == off["grad_norm"] > 0  # the norm before clipping
+    # a line's whole loss is its per-character loss times its length: a larger gradient
+    assert epoch_one("line", "--ctc-reduction", "line")["grad_norm"] > 2 * off["grad_norm"]
