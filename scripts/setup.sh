@@ -110,7 +110,8 @@ fetch_text() {
     rm -rf "$TOOLS/debroot"
 }
 
-deps_stamp="$TOOLS/stamps/python-deps-$(cat "$ROOT/pyproject.toml" "$0" | sha1sum | cut -c1-12)"
+# the packages' stamp lives in the venv: a removed or recreated .venv reinstalls them
+deps_stamp="$VENV/.python-deps-$(cat "$ROOT/pyproject.toml" "$0" | sha1sum | cut -c1-12)"
 timed "virtual environment" "$VENV/bin/python" make_venv
 timed "python packages (torch, kenlm, pyctcdecode, ...)" "$deps_stamp" install_python_packages
 timed "boost headers for kenlm" "$TOOLS/stamps/boost" install_boost
