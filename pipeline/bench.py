@@ -46,6 +46,8 @@ class BenchConfig(CliConfig):
     seed: int = field(default=0, metadata={"help": "seed of the synthetic batch and weights"})
     repeats: int = field(default=3, metadata={"help": "timed runs per batch, the fastest counts (--quick: 1)"})
     device: str = field(default="cpu", metadata={"help": "torch device (cuda: the wavefront and the CRNN; the C++ scan and the naive loop are CPU only)"})
+    mdlstm_hidden: str = field(default="2,10,50", metadata={"help": "MDLSTM layer sizes of the timed network (as htr train's flag: e.g. 2,10,100 or 4,20,100, to cost a wider layout before training it)"})
+    mdlstm_conv: str = field(default="6,20", metadata={"help": "features of its subsampling convs (one fewer than the layers)"})
     layers: bool = field(default=True, metadata={"help": "also time each layer's forward and backward (the fastest 2D-LSTM implementation)"})
 
 
@@ -136,7 +138,9 @@ def run_bench(config: BenchConfig, say=print) -> dict:
     batches = [_on(synthetic_batch(config.lines, config.height, w, config.classes, generator), config.device)
                for w in widths]
     torch.manual_seed(config.seed)
-    mdlstm = build_model(ModelConfig(arch="mdlstm", height=config.height), config.classes).to(config.device)
+    layout = ModelConfig(arch="mdlstm", height=config.height, mdlstm_hidden=config.mdlstm_hidden, mdlstm_conv=config.mdlstm_conv)
+    layout.check()  # a bad layout is one line (ValueError), not a traceback
+    mdlstm = build_model(layout, config.classes).to(config.device)
     crnn = build_model(ModelConfig(arch="crnn", height=config.height), config.classes).to(config.device)
     repeats = 1 if config.quick else max(1, config.repeats)
     gemm = gemm_gflops(windows=2 if config.quick else 5, device=config.device)
@@ -144,6 +148,7 @@ def run_bench(config: BenchConfig, say=print) -> dict:
     lines = sum(len(b[0]) for b in batches)
     macs = {"mdlstm": network_multiply_adds(mdlstm, batches) / lines, "crnn": network_multiply_adds(crnn, batches) / lines}
     report: dict = {"repeats": repeats, "batch": {"lines": config.lines, "height": config.height, "widths": widths},
+                    "mdlstm_layout": {"hidden": config.mdlstm_hidden, "conv": config.mdlstm_conv},
                     "threads": torch.get_num_threads(), "quick": config.quick, "device": config.device,
                     "gemm_gflops": round(gemm, 1),
                     "mmacs_per_line": {name: round(value / 1e6, 2) for name, value in macs.items()},

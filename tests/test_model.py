@@ -304,3 +304,14 @@ def test_a_model_folder_without_the_mask_flag_loads_without_masking(tmp_path, ar
     (tmp_path / "new" / "model.json").write_text(json.dumps(description))
     _, loaded, _ = load_model_folder(tmp_path / "new")
     assert getattr(loaded, flag) is False
+
+
+def test_bench_costs_the_mdlstm_layout_it_is_given_and_refuses_a_bad_one():
+    small = dict(quick=True, widths="32", lines=1, height=16, impls="wavefront", layers=False)
+    paper = run_bench(BenchConfig(**small), say=lambda text: None)
+    wide = run_bench(BenchConfig(**small, mdlstm_hidden="4,20,100", mdlstm_conv="12,40"), say=lambda text: None)
+    assert wide["params"]["mdlstm"] > 3 * paper["params"]["mdlstm"]
+    assert wide["mdlstm_layout"] == {"hidden": "4,20,100", "conv": "12,40"}
+    assert wide["mmacs_per_line"]["mdlstm"] > paper["mmacs_per_line"]["mdlstm"]
+    with pytest.raises(ValueError, match="mdlstm_conv"):
+        run_bench(BenchConfig(**small, mdlstm_conv="6"), say=lambda text: None)
