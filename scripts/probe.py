@@ -4,6 +4,8 @@
     .venv/bin/python scripts/probe.py --summary          # table + plot from what is there
     .venv/bin/python scripts/probe.py NAME --record MODEL_DIR -- [its flags]   # a training run elsewhere
     .venv/bin/python scripts/probe.py --compare A B [...] --plot reports/probes/A-vs-B.png
+    .venv/bin/python scripts/probe.py NAME --keep        # best weights -> models/copiste-next/NAME (commit)
+    .venv/bin/python scripts/probe.py NAME --from-kept --epochs 80   # a fresh checkout continues from there
 
 Each probe trains with ``htr train`` into ``work/probes/NAME`` (checkpoints stay there, out
 of git; rerun the same command to continue an interrupted probe) on the Copiste line manifests
@@ -24,7 +26,10 @@ Results go to ``reports/probes/`` (committed):
 A probe's flags must not change once it has started (``htr train --resume`` refuses model
 flags that differ); give a changed recipe a new name.  A probe whose epochs are recorded in
 ``reports/probes`` but whose checkpoint is gone (a fresh checkout has no ``work/``) is not
-started over under the same name unless ``--restart`` says to replace its record.
+started over under the same name unless ``--restart`` says to replace its record; a long probe
+that must outlive its checkout is saved with ``--keep`` at the end of a session (its model folder,
+no checkpoint) and continued with ``--from-kept``: from its best weights, with its epoch count,
+metrics and flags, and a new optimiser (a warm continuation, not an exact resume).
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import csv
 import fcntl
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,12 +73,52 @@ def train_command(name: str, epochs: int, threads: int, flags: list[str]) -> lis
     out = WORK / name
     command = [str(ROOT / ".venv" / "bin" / "htr"), "train", "--out", str(out), "--max-epochs", str(epochs),
                "--threads", str(threads), "--no-progress"]
-    if (out / "last.pt").is_file():
+    if continues(name):
         return command + ["--resume"]
     return command + ["--train", str(TRAIN), "--dev", str(DEV), "--patience", "0", *flags]
 
 
+def continues(name: str) -> bool:
+    """Whether ``work/probes/NAME`` holds a training to continue: its checkpoint (exact), or only its
+    model folder as ``--keep`` saved it (htr train goes on from the best weights with a new optimiser)."""
+    out = WORK / name
+    return (out / "last.pt").is_file() or all((out / f).is_file() for f in KEPT_FILES)
+
+
+def keep(name: str) -> str:
+    """Copy the probe's best weights and metrics to ``models/copiste-next/NAME`` (committed: a fresh
+    checkout continues it with ``--from-kept``); returns what was done, or raises OSError."""
+    source, target = WORK / name, KEPT / name
+    missing = [f for f in KEPT_FILES if not (source / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{source} has no {', '.join(missing)}: nothing to keep yet")
+    staging = KEPT / f".{name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for f in KEPT_FILES:
+        shutil.copy2(source / f, staging / f)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    epochs = len(json.loads((target / "metrics.json").read_text(encoding="utf-8")))
+    return f"probe: {name}: its best weights after {epochs} epochs -> {target}"
+
+
+def from_kept(name: str) -> str:
+    """Put the folder ``--keep`` saved back into ``work/probes/NAME`` so the probe continues from it."""
+    source, target = KEPT / name, WORK / name
+    if (target / "last.pt").is_file():
+        raise FileExistsError(f"{target / 'last.pt'} exists: the probe continues from it without --from-kept")
+    if not all((source / f).is_file() for f in KEPT_FILES):
+        raise FileNotFoundError(f"{source} is not a kept probe (scripts/probe.py {name} --keep saves one)")
+    target.mkdir(parents=True, exist_ok=True)
+    for f in KEPT_FILES:
+        shutil.copy2(source / f, target / f)
+    return f"probe: {name}: continuing from {source} (its best weights, a new optimiser)"
+
+
 GRADIENT_COLUMNS = ("grad_norm", "clipped")
+KEPT = ROOT / "models" / "copiste-next"
+KEPT_FILES = ("model.json", "weights.pt", "metrics.json", "train_config.json")
 
 
 def probe_rows(folder: Path, threads: int) -> list[dict]:
@@ -99,12 +145,14 @@ def lost_checkpoint_message(name: str) -> str | None:
     """Why ``NAME`` must not be trained now, or None: its record would be replaced by a run that
     starts over, because the checkpoint it continued from is not in this checkout."""
     epochs = recorded_epochs(name)
-    if not epochs or (WORK / name / "last.pt").is_file():
+    if not epochs or continues(name):
         return None
+    kept = (f"; {KEPT / name} holds its best weights: --from-kept continues from them"
+            if (KEPT / name / "weights.pt").is_file() else "")
     return (f"probe: {name}: {epochs} epochs are recorded in {REPORTS / f'{name}.csv'}, but its checkpoint "
             f"{WORK / name / 'last.pt'} is missing (a fresh checkout has no work/), so this would train it "
             f"from the start and replace that record; give the new run another name, or pass --restart "
-            f"to replace the record")
+            f"to replace the record{kept}")
 
 
 def write_probe(name: str, threads: int, flags: list[str], command: list[str], folder: Path | None = None) -> None:
@@ -268,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart", action="store_true",
                         help="train NAME from the start although reports/probes records epochs of it whose "
                              "checkpoint is gone (its record is replaced)")
+    parser.add_argument("--keep", action="store_true",
+                        help="train nothing: copy NAME's best weights and metrics to models/copiste-next/NAME, "
+                             "so that a fresh checkout (no work/) can continue it with --from-kept")
+    parser.add_argument("--from-kept", action="store_true",
+                        help="continue NAME from models/copiste-next/NAME (what --keep saved) when its checkpoint "
+                             "is gone: the best weights, epoch count and metrics, with a new optimiser")
     parser.add_argument("--compare", nargs="+", metavar="PROBE",
                         help="train nothing: plot these probes' dev CER and training loss per epoch into --plot")
     parser.add_argument("--plot", type=Path, help="the PNG that --compare writes")
@@ -284,6 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary or not args.name:
         write_summary()
         return 0
+    if args.keep or args.from_kept:
+        try:
+            print(keep(args.name) if args.keep else from_kept(args.name), file=sys.stderr)
+        except OSError as failure:
+            print(f"probe: {failure}", file=sys.stderr)
+            return 1
+        if args.keep:
+            return 0
     if args.record is not None:
         if not (args.record / "metrics.json").is_file():
             print(f"probe: {args.record / 'metrics.json'} is missing: nothing to record", file=sys.stderr)
@@ -300,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         print(lost, file=sys.stderr)
         return 1
     saved = REPORTS / f"{args.name}.json"
-    if saved.is_file() and (WORK / args.name / "last.pt").is_file():
+    if saved.is_file() and continues(args.name):
         flags = json.loads(saved.read_text(encoding="utf-8"))["flags"]  # a resumed probe keeps its recipe
     command = train_command(args.name, args.epochs, args.threads, flags)
     REPORTS.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ def probe(tmp_path, monkeypatch):
     module = load_script("probe")
     monkeypatch.setattr(module, "WORK", tmp_path / "work")
     monkeypatch.setattr(module, "REPORTS", tmp_path / "reports")
+    monkeypatch.setattr(module, "KEPT", tmp_path / "models" / "copiste-next")
     return module
 
 
@@ -176,3 +177,24 @@ def test_the_csv_carries_the_gradient_columns_only_where_every_epoch_logged_them
     assert logged[0].endswith(",grad_norm,clipped") and logged[1].endswith(",12.5,0.5")
     assert (probe.REPORTS / "older.csv").read_text().splitlines()[0] == "epoch,dev_cer,train_loss,lines_per_s,cpu_minutes"
     probe.write_summary()  # the summary reads both kinds of CSV
+
+
+def test_a_kept_probe_continues_in_a_fresh_checkout_from_its_best_weights(probe):
+    with pytest.raises(FileNotFoundError, match="nothing to keep"):
+        probe.keep("p")
+    fake_run(probe, "p", [100, 90, 80], seconds=60)
+    for name in ("model.json", "weights.pt", "train_config.json", "last.pt"):
+        (probe.WORK / "p" / name).write_text(name)
+    probe.write_probe("p", 1, ["--lr", "0.003"], ["htr", "train"])
+    assert "3 epochs" in probe.keep("p")
+    assert sorted(f.name for f in (probe.KEPT / "p").iterdir()) == sorted(probe.KEPT_FILES)  # no checkpoint
+    import shutil
+    shutil.rmtree(probe.WORK)  # a fresh checkout: work/ is gone, the record and the kept folder are not
+    assert "--from-kept continues" in probe.lost_checkpoint_message("p")
+    assert "continuing from" in probe.from_kept("p")
+    assert probe.lost_checkpoint_message("p") is None
+    command = probe.train_command("p", 80, 1, ["--lr", "0.003"])
+    assert command[-1] == "--resume" and "--lr" not in command
+    (probe.WORK / "p" / "last.pt").write_text("")
+    with pytest.raises(FileExistsError):
+        probe.from_kept("p")  # a checkpoint is there: nothing to put back
