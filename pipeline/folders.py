@@ -5,6 +5,7 @@ Torch-free on purpose: the experiment runner checks folders without importing to
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 MODEL_JSON, WEIGHTS = "model.json", "weights.pt"  # the best model so far
@@ -59,6 +60,20 @@ def can_warm_start(folder: Path) -> bool:
 def can_resume(folder: Path) -> bool:
     """``htr train --resume`` has something to continue from in ``folder``."""
     return (folder / LAST).is_file() or can_warm_start(folder)
+
+
+def copy_model_folder(source: Path, target: Path) -> None:
+    """Copy a model folder's files (``EXPORTED_FILES``, no checkpoint) to ``target`` through a
+    temporary folder, so an interrupted copy never leaves a half-written folder where a reader
+    (an ensemble, a training that continues from it) finds it."""
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for file in EXPORTED_FILES:
+        if (source / file).is_file():
+            shutil.copy2(source / file, partial / file)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
 
 
 def read_metrics(folder: Path) -> list[dict]:

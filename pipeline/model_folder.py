@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.files import atomic_write_bytes, atomic_write_text
-from pipeline.folders import (ENSEMBLE_KEY, EXPORTED_FILES, MODEL_JSON, WEIGHTS, ensemble_members,
-                              read_metrics)
+from pipeline.folders import (ENSEMBLE_KEY, EXPORTED_FILES, MODEL_JSON, WEIGHTS, copy_model_folder,
+                              ensemble_members, read_metrics)
 from pipeline.logits import label_order
 from pipeline.metrics import best_epoch_row
 from pipeline.model import ModelConfig, build_model, count_parameters, model_config_of, with_legacy_defaults
@@ -150,7 +150,7 @@ def write_ensemble(out: Path, members: list[Path]) -> dict:
     old_members = [member for member in ensemble_members(out) if member.name not in names]
     for member, name in zip(members, names):
         if (out / name).resolve() != member.resolve():
-            copy_member(member, out / name)
+            copy_model_folder(member, out / name)
     for stale in EXPORTED_FILES:  # an ordinary model folder turned ensemble (members were copied first)
         if stale != MODEL_JSON:
             (out / stale).unlink(missing_ok=True)
@@ -161,19 +161,6 @@ def write_ensemble(out: Path, members: list[Path]) -> dict:
     for member in old_members:  # an earlier ensemble's members that the new one leaves out
         shutil.rmtree(member, ignore_errors=True)
     return description
-
-
-def copy_member(source: Path, target: Path) -> None:
-    """Copy a model folder's files to ``target`` through a temporary folder, so an interrupted
-    copy never leaves a half-written member where an ensemble reads it."""
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for file in EXPORTED_FILES:
-        if (source / file).is_file():
-            shutil.copy2(source / file, partial / file)
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
 
 
 def member_summary(folder: Path) -> dict:

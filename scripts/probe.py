@@ -38,7 +38,6 @@ import csv
 import fcntl
 import io
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from pipeline.folders import CONFIG_FILE, LAST, WARM_START, WEIGHTS, copy_model_folder, read_metrics  # noqa: E402
 from pipeline.metrics import cpu_time  # noqa: E402
 
 WORK = ROOT / "work" / "probes"
@@ -78,47 +78,43 @@ def train_command(name: str, epochs: int, threads: int, flags: list[str]) -> lis
     return command + ["--train", str(TRAIN), "--dev", str(DEV), "--patience", "0", *flags]
 
 
+def kept_files_missing(folder: Path) -> list[str]:
+    """What ``htr train --resume`` needs in ``folder`` to continue without ``last.pt``, and is not there."""
+    return [name for name in KEPT_FILES if not (folder / name).is_file()]
+
+
 def continues(name: str) -> bool:
     """Whether ``work/probes/NAME`` holds a training to continue: its checkpoint (exact), or only its
     model folder as ``--keep`` saved it (htr train goes on from the best weights with a new optimiser)."""
     out = WORK / name
-    return (out / "last.pt").is_file() or all((out / f).is_file() for f in KEPT_FILES)
+    return (out / LAST).is_file() or not kept_files_missing(out)
 
 
 def keep(name: str) -> str:
     """Copy the probe's best weights and metrics to ``models/copiste-next/NAME`` (committed: a fresh
     checkout continues it with ``--from-kept``); returns what was done, or raises OSError."""
     source, target = WORK / name, KEPT / name
-    missing = [f for f in KEPT_FILES if not (source / f).is_file()]
+    missing = kept_files_missing(source)
     if missing:
         raise FileNotFoundError(f"{source} has no {', '.join(missing)}: nothing to keep yet")
-    staging = KEPT / f".{name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for f in KEPT_FILES:
-        shutil.copy2(source / f, staging / f)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    epochs = len(json.loads((target / "metrics.json").read_text(encoding="utf-8")))
-    return f"probe: {name}: its best weights after {epochs} epochs -> {target}"
+    copy_model_folder(source, target)
+    return f"probe: {name}: its best weights after {len(read_metrics(target))} epochs -> {target}"
 
 
 def from_kept(name: str) -> str:
     """Put the folder ``--keep`` saved back into ``work/probes/NAME`` so the probe continues from it."""
     source, target = KEPT / name, WORK / name
-    if (target / "last.pt").is_file():
-        raise FileExistsError(f"{target / 'last.pt'} exists: the probe continues from it without --from-kept")
-    if not all((source / f).is_file() for f in KEPT_FILES):
+    if (target / LAST).is_file():
+        raise FileExistsError(f"{target / LAST} exists: the probe continues from it without --from-kept")
+    if kept_files_missing(source):
         raise FileNotFoundError(f"{source} is not a kept probe (scripts/probe.py {name} --keep saves one)")
-    target.mkdir(parents=True, exist_ok=True)
-    for f in KEPT_FILES:
-        shutil.copy2(source / f, target / f)
+    copy_model_folder(source, target)
     return f"probe: {name}: continuing from {source} (its best weights, a new optimiser)"
 
 
 GRADIENT_COLUMNS = ("grad_norm", "clipped")
 KEPT = ROOT / "models" / "copiste-next"
-KEPT_FILES = ("model.json", "weights.pt", "metrics.json", "train_config.json")
+KEPT_FILES = (*WARM_START, CONFIG_FILE)  # the model folder and the flags --resume reloads
 
 
 def probe_rows(folder: Path, threads: int) -> list[dict]:
@@ -148,7 +144,7 @@ def lost_checkpoint_message(name: str) -> str | None:
     if not epochs or continues(name):
         return None
     kept = (f"; {KEPT / name} holds its best weights: --from-kept continues from them"
-            if (KEPT / name / "weights.pt").is_file() else "")
+            if (KEPT / name / WEIGHTS).is_file() else "")
     return (f"probe: {name}: {epochs} epochs are recorded in {REPORTS / f'{name}.csv'}, but its checkpoint "
             f"{WORK / name / 'last.pt'} is missing (a fresh checkout has no work/), so this would train it "
             f"from the start and replace that record; give the new run another name, or pass --restart "
