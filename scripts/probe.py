@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
-from pipeline.folders import CONFIG_FILE, LAST, WARM_START, WEIGHTS, copy_model_folder, read_metrics  # noqa: E402
+from pipeline.folders import (CONFIG_FILE, LAST, METRICS_JSON, WARM_START, WEIGHTS, copy_model_folder,  # noqa: E402
+                              read_metrics)
 from pipeline.metrics import cpu_time  # noqa: E402
 
 WORK = ROOT / "work" / "probes"
@@ -119,7 +120,7 @@ KEPT_FILES = (*WARM_START, CONFIG_FILE)  # the model folder and the flags --resu
 
 def probe_rows(folder: Path, threads: int) -> list[dict]:
     """The metrics of the training in ``folder`` with cumulative training CPU-minutes."""
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    metrics = read_metrics(folder)
     # the gradient's median norm and the share of clipped updates, where every epoch logged them
     # (trainings started before ``htr train`` logged them have neither)
     extra = [key for key in GRADIENT_COLUMNS if all(row.get(key) is not None for row in metrics)]
@@ -146,7 +147,7 @@ def lost_checkpoint_message(name: str) -> str | None:
     kept = (f"; {KEPT / name} holds its best weights: --from-kept continues from them"
             if (KEPT / name / WEIGHTS).is_file() else "")
     return (f"probe: {name}: {epochs} epochs are recorded in {REPORTS / f'{name}.csv'}, but its checkpoint "
-            f"{WORK / name / 'last.pt'} is missing (a fresh checkout has no work/), so this would train it "
+            f"{WORK / name / LAST} is missing (a fresh checkout has no work/), so this would train it "
             f"from the start and replace that record; give the new run another name, or pass --restart "
             f"to replace the record{kept}")
 
@@ -343,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             return 0
     if args.record is not None:
-        if not (args.record / "metrics.json").is_file():
-            print(f"probe: {args.record / 'metrics.json'} is missing: nothing to record", file=sys.stderr)
+        if not (args.record / METRICS_JSON).is_file():
+            print(f"probe: {args.record / METRICS_JSON} is missing: nothing to record", file=sys.stderr)
             return 1
         write_probe(args.name, args.threads, flags, ["htr", "train", "(recorded)"], args.record)
         write_summary()
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if (WORK / args.name / "metrics.json").is_file():
+    if (WORK / args.name / METRICS_JSON).is_file():
         write_probe(args.name, args.threads, flags, command)
         write_summary()
     return code
