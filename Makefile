@@ -7,7 +7,7 @@ WORK ?= work
 JOBS ?= 2
 COPISTE ?= ../shared/data/copiste
 
-.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops copiste-synthlines copiste-pages copiste-default
+.PHONY: setup test test-slow pipeline data copiste-data segment train lm decode report experiment-copiste copiste-interim experiment-copiste-line copiste-line-interim copiste-models copiste-next bench probe clean help finetune-bench copiste-segcrops copiste-synthlines copiste-pages copiste-default
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -61,6 +61,12 @@ experiment-copiste: setup  ## the real-data experiment on ../shared/data/copiste
 
 copiste-interim: setup  ## score and report the Copiste models as they are now (trains nothing)
 	$(HTR) run configs/copiste.toml --interim --report
+
+experiment-copiste-line: setup  ## the same experiment with the line reduction of the CTC loss and dropout 0.1/0.25/0.5 by layer, continuing the probes' kept models (resumable)
+	$(HTR) run configs/copiste-line.toml --report
+
+copiste-line-interim: setup  ## score and report copiste-line's models as they are now (trains nothing)
+	$(HTR) run configs/copiste-line.toml --interim --report
 
 COPISTE_DATA := Copiste d'un jour (Bibliothèque et Archives nationales du Québec, CC-BY 4.0): contemporary Québec French handwriting, 238 training pages of 186 writers (4,512 lines); dev = 33 pages of 26 other writers (618 lines).
 

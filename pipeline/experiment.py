@@ -163,7 +163,9 @@ class Experiment:
     title: str
     train_until: str = "minutes"  # "minutes": one run of max_minutes is the whole training; "epochs": see below
     train_jobs: int = 1  # variants trained at the same time, the cores split between them
-    resume_from: Path | None = None  # exported model folders (models/NAME/VARIANT) that unstarted trainings continue
+    # exported model folders that unstarted trainings continue: a folder of VARIANT subfolders
+    # (models/NAME/VARIANT), or a table naming each variant's folder (a probe kept under its own name)
+    resume_from: Path | dict[str, Path] | None = None
 
     @property
     def tune_decoders(self) -> list[str]:
@@ -183,6 +185,12 @@ class Experiment:
             raise ValueError(f"{self.test_pages}: the config's test_pages folder does not exist "
                              "(its [data] prepare commands create it; or fix the path)")
         return images_in(self.test_pages)
+
+    def resume_source(self, variant: str) -> Path | None:
+        """The exported model folder that ``variant``'s training continues when it has not started."""
+        if isinstance(self.resume_from, dict):
+            return self.resume_from.get(variant)
+        return self.resume_from / variant if self.resume_from is not None else None
 
     def data_ready(self) -> bool:
         """The train/dev/test manifests exist (else the [data] prepare commands make them)."""
@@ -221,13 +229,26 @@ def load_experiment(path: Path, folder: Path | None = None, check_stages: bool =
         jobs=int(data.get("jobs", 2)), prepare=_commands(dataset.get("prepare", [])),
         title=data.get("title", Path(path).stem), train_until=data.get("train_until", "minutes"),
         train_jobs=max(1, int(data.get("train_jobs", 1))),
-        resume_from=Path(data["resume_from"]) if data.get("resume_from") else None)
+        resume_from=_resume_from(data.get("resume_from"), variants, Path(path)))
     if check_stages:
         check_stage_keys(exp, Path(path))
         if "tune_decoder" in decode:  # an older config; a finished folder's copy is still read as is
             raise ValueError(f"{path}: [decode] tune_decoder is no longer read: the decoder of every system "
                              "with tune = true is tuned; remove the line")
     return exp
+
+
+def _resume_from(value: Any, variants: dict, path: Path) -> Path | dict[str, Path] | None:
+    """``resume_from``: a folder of VARIANT subfolders, or a table ``{variant = folder}``."""
+    if not value:
+        return None
+    if not isinstance(value, dict):
+        return Path(value)
+    unknown = sorted(set(value) - set(variants))
+    if unknown:
+        raise ValueError(f"{path}: resume_from names {', '.join(unknown)}, not a variant of the config "
+                         f"(variants: {', '.join(variants)})")
+    return {variant: Path(folder) for variant, folder in value.items()}
 
 
 def _commands(value: list) -> list[list[str]]:

@@ -225,13 +225,12 @@ def train_argv(step: Step) -> list[str]:
 
 
 def seed_from_exported(exp: Experiment) -> None:
-    """Copy ``resume_from/VARIANT`` into each model folder that has no training yet, so an
+    """Copy each variant's exported folder (``resume_from/VARIANT``, or the one the config's
+    ``resume_from`` table names) into its model folder when that has no training yet, so an
     experiment continues from the models committed to git (checkpoints are not)."""
-    if exp.resume_from is None:
-        return
     for variant in exp.variants:
-        source, model = exp.resume_from / variant, exp.paths.model(variant)
-        if (model / WEIGHTS).exists() or (model / LAST).exists():
+        source, model = exp.resume_source(variant), exp.paths.model(variant)
+        if source is None or (model / WEIGHTS).exists() or (model / LAST).exists():
             continue
         if not can_warm_start(source):
             print(f"    {variant}: nothing to continue in {source}; training starts from scratch", flush=True)

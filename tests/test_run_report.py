@@ -302,9 +302,34 @@ def test_an_unknown_stage_key_is_refused_when_the_config_loads_naming_the_key_an
     assert load_experiment(config, tmp_path / "exp", check_stages=False).variants["dropout-all"] == {"dropout_were": "all"}
 
 
+def test_resume_from_as_a_table_seeds_each_variant_from_its_own_folder_and_refuses_an_unknown_variant(tmp_path, capsys):
+    """A probe kept under its own name (models/copiste-next/PROBE) continues as a variant of an
+    experiment: the table names each variant's folder; a variant it leaves out starts afresh."""
+    from pipeline.folders import WARM_START
+    from pipeline.run import seed_from_exported
+    kept = tmp_path / "kept" / "probe-none"
+    kept.mkdir(parents=True)
+    for name in WARM_START:
+        (kept / name).write_text("[]" if name.endswith(".json") else "weights")
+    config = tmp_path / "exp.toml"
+    table = f'resume_from = {{ "dropout-none" = "{kept}" }}\n'
+    config.write_text(table + CONFIG.format(root=tmp_path))
+    exp = load_experiment(config, tmp_path / "exp")
+    assert exp.resume_source("dropout-none") == kept and exp.resume_source("dropout-all") is None
+    seed_from_exported(exp)
+    assert "dropout-none: continues from" in capsys.readouterr().out
+    assert all((exp.paths.model("dropout-none") / name).read_bytes() == (kept / name).read_bytes() for name in WARM_START)
+    assert not exp.paths.model("dropout-all").exists()
+    config.write_text(f'resume_from = "{tmp_path / "kept"}"\n' + CONFIG.format(root=tmp_path))
+    assert load_experiment(config, tmp_path / "exp").resume_source("dropout-all") == tmp_path / "kept" / "dropout-all"
+    config.write_text(table.replace("dropout-none", "dropout-typo") + CONFIG.format(root=tmp_path))
+    with pytest.raises(ValueError, match="resume_from names dropout-typo, not a variant"):
+        load_experiment(config, tmp_path / "exp")
+
+
 def test_the_shipped_experiment_configs_pass_the_stage_key_check():
     root = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("synthetic.toml", "copiste.toml"):
+    for name in ("synthetic.toml", "copiste.toml", "copiste-line.toml"):
         assert load_experiment(root / name).variants
 
 
