@@ -55,6 +55,21 @@ class System:
         return self.decoder not in ("greedy", "beam")
 
 
+def flags(options: dict[str, Any]) -> list[str]:
+    """``{"max_minutes": 4, "augment": True}`` -> ``["--max-minutes", "4", "--augment"]``: a config
+    table as the flags of its htr command (the runner passes them, the report lists them)."""
+    argv: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, list):
+            argv += [flag, ",".join(str(v) for v in value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def system_slug(system: System) -> str:
     """'+ lexicon + LM' -> 'lexicon-lm': a file-name part."""
     return "-".join("".join(c if c.isalnum() else " " for c in system.name.lower()).split())

@@ -27,7 +27,7 @@ from common.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from data_prep.records import read_manifest, resolve_image  # noqa: E402
 from lm.extend import surface_oov_summary  # noqa: E402
 from pipeline.evaluate import paired_reduction  # noqa: E402
-from pipeline.experiment import Experiment, ExperimentFolder, System, load_experiment  # noqa: E402
+from pipeline.experiment import Experiment, ExperimentFolder, System, flags, load_experiment  # noqa: E402
 from pipeline.folders import CONFIG_FILE, DONE, WEIGHTS, read_metrics  # noqa: E402
 from pipeline.metrics import best_epoch_row, cpu_time  # noqa: E402
 from pipeline.page_eval import GT_LINES, PREDICTED  # noqa: E402
@@ -61,6 +61,15 @@ def _read_each(exp: Experiment, path_of: Callable[[str, System], Path]) -> dict[
 def _load_scores(exp: Experiment, split: str) -> dict[tuple[str, str], Scores]:
     found = _read_each(exp, lambda variant, system: exp.paths.scores(variant, split, system))
     return {key: Scores(data) for key, data in found.items()}
+
+
+def variant_rows(exp: Experiment) -> list[list[str]]:
+    """What each variant is: the htr train flags they share, then each one's own (a name such as
+    'dropout-all' alone does not say at which rates, or on which layers)."""
+    def cell(options: dict) -> str:
+        return f"`{' '.join(flags(options))}`" if options else "-"
+    return [["variant", "htr train flags"], ["(every variant)", cell(exp.train_options)],
+            *([variant, cell(options)] for variant, options in exp.variants.items())]
 
 
 def paper_table(exp: Experiment, scores: dict) -> list[list[str]]:
@@ -335,7 +344,7 @@ def write_report(folder: Path) -> dict[str, Path]:
     scores = _load_scores(exp, "test")
     calibrations = _read_each(exp, lambda variant, system: exp.paths.calibration(variant, "test", system))
     by_writer = writer_sums(exp.test, scores)
-    tables = {"paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
+    tables = {"variants": variant_rows(exp), "paper": paper_table(exp, scores), "dropout": dropout_table(exp, scores), "lm": lm_table(exp, scores),
               "writers": writer_table(exp, by_writer),
               "lm_info": lm_rows(exp), "segmentation": segmentation_rows(exp), "pages": page_level(exp),
               "calibration": calibration_rows(calibrations), "cost": cost_rows(exp)}

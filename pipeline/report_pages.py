@@ -61,6 +61,7 @@ def _image_data(path: Path) -> str:
 
 
 SECTIONS = (
+    ("Variants", "variants", "The training flags of the config's [train] table, which every variant shares, then each variant's own."),
     ("Test set: RNN alone and complete system", "paper", "CER and WER in %, with bootstrap 95% intervals over lines."),
     ("Relative reduction from dropout", "dropout", "Paired bootstrap over the same test lines; positive = fewer errors than the first variant."),
     ("Over writers", "writers", "Intervals from resampling whole writers (each writer's lines together): how the rates "

@@ -25,24 +25,10 @@ from typing import Any
 
 from common.files import atomic_write_bytes, atomic_write_text
 from lm.folder import read_tuned
-from pipeline.experiment import Experiment, System, load_experiment
+from pipeline.experiment import Experiment, System, flags, load_experiment
 from pipeline import stamps
 from pipeline.folders import (CONFIG_FILE, DONE, EXPORTED_FILES, LAST, TRAIN_LOG, WEIGHTS, can_resume, can_warm_start,
                               read_metrics)
-
-
-def flags(options: dict[str, Any]) -> list[str]:
-    """``{"max_minutes": 4, "augment": True}`` -> ``["--max-minutes", "4", "--augment"]``."""
-    argv: list[str] = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + key.replace("_", "-"))
-        elif isinstance(value, list):
-            argv += [flag, ",".join(str(v) for v in value)]
-        else:
-            argv += [flag, str(value)]
-    return argv
 
 
 @dataclass
