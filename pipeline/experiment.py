@@ -263,7 +263,7 @@ def _resume_from(value: Any, variants: dict, path: Path) -> Path | dict[str, Pat
     if unknown:
         raise ValueError(f"{path}: resume_from names {', '.join(unknown)}, not a variant of the config "
                          f"(variants: {', '.join(variants)})")
-    return {variant: Path(folder) for variant, folder in value.items()}
+    return {variant: Path(str(folder)) for variant, folder in value.items()}
 
 
 def _commands(value: list) -> list[list[str]]:

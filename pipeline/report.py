@@ -67,7 +67,7 @@ def variant_rows(exp: Experiment) -> list[list[str]]:
     """What each variant is: the htr train flags they share, then each one's own (a name such as
     'dropout-all' alone does not say at which rates, or on which layers)."""
     def cell(options: dict) -> str:
-        return f"`{' '.join(flags(options))}`" if options else "-"
+        return " ".join(flags(options)) if options else "-"
     return [["variant", "htr train flags"], ["(every variant)", cell(exp.train_options)],
             *([variant, cell(options)] for variant, options in exp.variants.items())]
 

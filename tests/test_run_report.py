@@ -144,8 +144,8 @@ def test_report_shows_the_paper_table_reductions_plots_and_gallery(tmp_path):
     paths = write_report(exp.folder)
     markdown = paths["markdown"].read_text()
     assert "| dropout-all |" in markdown and "RNN alone CER %" in markdown
-    assert "| (every variant) | `--max-minutes 0.1 --no-augment` |" in markdown
-    assert "| dropout-all | `--dropout-where all` |" in markdown
+    assert "| (every variant) | --max-minutes 0.1 --no-augment |" in markdown
+    assert "| dropout-all | --dropout-where all |" in markdown
     assert "| dev surface-word OOV | 25.0% with the training words, 12.5% with the extension |" in markdown
     metrics = json.loads(paths["metrics"].read_text())
     none_cer = metrics["test"]["dropout-none/RNN alone"]["cer"]
